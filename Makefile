@@ -1,0 +1,39 @@
+# Set-up and the everyday commands. Everything installs into .venv; nothing is needed beforehand but Python 3.10+.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build; 2.13.0 has a CPU wheel.
+TORCH  ?= torch==2.13.0
+DEMO_OUT ?= results/demo
+
+.PHONY: setup demo test test-fast test-containers benchmark clean
+
+$(BIN)/scdefr: pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)" -c requirements/constraints.txt
+	$(BIN)/pip install -q -e ".[test]" -c requirements/constraints.txt
+	touch $@
+
+setup: $(BIN)/scdefr
+
+# The single-machine runner on simulated demo data (3,000 cells, 6 planted types).
+demo: setup
+	$(BIN)/scdefr simulate --n-cells 3000 --n-genes 2000 --n-clusters 6 --seed 0 --output $(DEMO_OUT)/demo_counts.h5ad
+	$(BIN)/scdefr run --input $(DEMO_OUT)/demo_counts.h5ad --outdir $(DEMO_OUT) --sample demo --label-key cell_type --n-clusters auto
+	@echo "Demo results in $(DEMO_OUT)/demo/ (open export/demo.umap.png, export/demo.metrics.json)"
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+test-containers: setup
+	bash containers/test_containers.sh
+
+benchmark: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf results .pytest_cache
