@@ -1,0 +1,170 @@
+"""Result plots: the embedding coloured by cluster (and labels), loss curves, cluster sizes.
+
+Figures are built with ``matplotlib.figure.Figure`` (no pyplot state), so they are safe to make in any
+thread and never pop up windows. ``save`` writes a PNG whatever the file's suffix, so atomic temporary
+names work.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+DPI = 150
+
+
+def palette(n: int) -> list[str]:
+    """Scanpy's categorical palettes: distinct colours for up to 102 categories, grey beyond."""
+    from scanpy.plotting import palettes
+
+    for colours in (palettes.default_20, palettes.default_28, palettes.default_102):
+        if n <= len(colours):
+            return list(colours[:n])
+    return list(palettes.default_102) + ["#bbbbbb"] * (n - len(palettes.default_102))
+
+
+def _categories(values) -> pd.Categorical:
+    values = pd.Series(values)
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.remove_unused_categories().array
+    return pd.Categorical(values.astype(str))
+
+
+def _legend_outside(ax, n_entries: int, **kwargs) -> None:
+    ax.legend(
+        loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8,
+        ncol=1 if n_entries <= 16 else 2 if n_entries <= 40 else 3, **kwargs,
+    )
+
+
+def _save(fig: Figure, save: str | os.PathLike | None) -> Figure:
+    if save is not None:
+        fig.savefig(save, dpi=DPI, format="png")
+    return fig
+
+
+def embedding(
+    adata,
+    keys: list[str],
+    *,
+    basis: str = "X_umap",
+    titles: list[str] | None = None,
+    suptitle: str | None = None,
+    save: str | os.PathLike | None = None,
+) -> Figure:
+    """Scatter of ``obsm[basis]`` (first two dimensions), one panel per categorical ``obs`` column.
+
+    Points are drawn in a seeded random order so no category hides the others; point size shrinks
+    with the number of cells.
+    """
+    coords = np.asarray(adata.obsm[basis])[:, :2]
+    n = coords.shape[0]
+    size = float(np.clip(20_000 / max(n, 1), 0.3, 30))
+    order = np.random.default_rng(0).permutation(n)
+    fig = Figure(figsize=(6.2 * len(keys), 5.2), layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for i, (ax, key) in enumerate(zip(axes, keys)):
+        values = _categories(adata.obs[key])
+        colours = np.array(palette(len(values.categories)) + ["#dddddd"])
+        codes = np.where(values.codes < 0, len(values.categories), values.codes)  # NaN labels grey
+        ax.scatter(coords[order, 0], coords[order, 1], c=colours[codes[order]], s=size, linewidths=0, rasterized=True)
+        counts = pd.Series(values).value_counts()
+        for j, name in enumerate(values.categories):
+            ax.scatter([], [], color=colours[j], s=30, label=f"{name} ({counts.get(name, 0):,})")
+        _legend_outside(ax, len(values.categories))
+        ax.set_title(titles[i] if titles else key, fontsize=11)
+        ax.set_xlabel(f"{basis.removeprefix('X_').upper()} 1")
+        ax.set_ylabel(f"{basis.removeprefix('X_').upper()} 2")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_aspect("equal", adjustable="datalim")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=12)
+    return _save(fig, save)
+
+
+def loss_curves(history: dict, *, title: str | None = None, save: str | os.PathLike | None = None) -> Figure:
+    """Every loss term per epoch, one panel per training phase (``history[phase][term] -> values``).
+
+    ``loss`` is the weighted total and is drawn thick and black; the y axis is logarithmic when all
+    values are positive, because the terms differ by orders of magnitude.
+    """
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+
+    order = ["pretrain", "joint"] + sorted(set(history) - {"pretrain", "joint"})  # h5ad sorts keys
+    phases = [p for p in order if p in history and history[p] and len(next(iter(history[p].values()))) > 0]
+    fig = Figure(figsize=(6.2 * max(1, len(phases)), 4.4), layout="constrained")
+    axes = fig.subplots(1, max(1, len(phases)), squeeze=False)[0]
+    names = {"pretrain": "pre-training", "joint": "joint training (clustering)"}
+    terms_everywhere = sorted({name for p in phases for name in history[p]} - {"loss"})
+    colour_of = dict(zip(terms_everywhere, palette(len(terms_everywhere))))  # one colour per term in every panel
+    for ax, phase in zip(axes, phases):
+        terms = {name: history[phase][name] for name in sorted(history[phase], key=lambda n: (n != "loss", n))}
+        positive = all(np.all(np.asarray(v) > 0) for v in terms.values())
+        for name, values in terms.items():
+            values = np.asarray(values, dtype=float)
+            epochs = np.arange(1, values.size + 1)
+            style = dict(color="black", linewidth=2.4, zorder=3) if name == "loss" else dict(color=colour_of[name], linewidth=1.5)
+            ax.plot(epochs, values, label="total (weighted)" if name == "loss" else name,
+                    marker="o" if values.size <= 30 else None, markersize=3, **style)
+        if positive:
+            ax.set_yscale("log")
+            values = np.concatenate([np.asarray(v, dtype=float) for v in terms.values()])
+            plain = FuncFormatter(lambda value, _: f"{value:g}")
+            # label 2x, 3x and 5x ticks too when the axis spans less than ~1.5 decades
+            few = FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "235" else "")
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(few if np.log10(values.max() / values.min()) < 1.5 else NullFormatter())
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(names.get(phase, phase), fontsize=11)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss (mean over batches)")
+        ax.grid(alpha=0.3)
+        _legend_outside(ax, len(terms))
+    if not phases:
+        axes[0].text(0.5, 0.5, "no loss history recorded", ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return _save(fig, save)
+
+
+def cluster_sizes(
+    adata,
+    key: str = "scdefr_cluster",
+    *,
+    label_key: str | None = None,
+    title: str | None = None,
+    save: str | os.PathLike | None = None,
+) -> Figure:
+    """Cells per cluster; with ``label_key`` each bar is split by the labels it contains."""
+    clusters = _categories(adata.obs[key])
+    fig = Figure(figsize=(max(5.5, 0.45 * len(clusters.categories) + 3.5), 4.4), layout="constrained")
+    ax = fig.subplots()
+    positions = np.arange(len(clusters.categories))
+    if label_key is None:
+        sizes = pd.Series(clusters).value_counts().reindex(clusters.categories, fill_value=0)
+        ax.bar(positions, sizes.to_numpy(), color=palette(len(sizes)), edgecolor="white")
+    else:
+        labels = _categories(adata.obs[label_key])
+        table = pd.crosstab(pd.Series(clusters, name=key), pd.Series(labels, name=label_key), dropna=False)
+        table = table.reindex(index=clusters.categories, fill_value=0)
+        sizes = table.sum(axis=1)
+        bottom = np.zeros(len(table))
+        for colour, name in zip(palette(table.shape[1]), table.columns):
+            ax.bar(positions, table[name].to_numpy(), bottom=bottom, color=colour, edgecolor="white",
+                   linewidth=0.5, label=str(name))
+            bottom += table[name].to_numpy()
+        _legend_outside(ax, table.shape[1], title=label_key, title_fontsize=8)
+    for x, value in zip(positions, sizes.to_numpy()):
+        ax.annotate(f"{value:,}", (x, value), ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(positions, [str(c) for c in clusters.categories])
+    ax.set_xlabel("cluster")
+    ax.set_ylabel("cells")
+    ax.set_ylim(0, sizes.max() * 1.1 if len(sizes) else 1)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_title(title or f"Cluster sizes ({len(clusters.categories)} clusters, {len(clusters):,} cells)", fontsize=11)
+    return _save(fig, save)

@@ -1,0 +1,17 @@
+"""Preprocessing, scanpy-style: QC and normalisation (:func:`qc`), then the cell graph (:func:`build_graph`)."""
+
+from ._graph import EXACT_KNN_MAX_CELLS, KNN_METHODS, build_graph, knn_binary, normalized_adjacency
+from ._qc import MITO_PREFIXES, QC_DEFAULTS, mito_genes, qc, qc_metrics
+
+__all__ = [
+    "EXACT_KNN_MAX_CELLS",
+    "KNN_METHODS",
+    "MITO_PREFIXES",
+    "QC_DEFAULTS",
+    "build_graph",
+    "knn_binary",
+    "mito_genes",
+    "normalized_adjacency",
+    "qc",
+    "qc_metrics",
+]

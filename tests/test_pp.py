@@ -1,0 +1,303 @@
+"""scdefr.pp: QC filters and normalisation follow the contract; the graph is the paper's normalised kNN adjacency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+from scdefr import pl, pp
+from scdefr.errors import ScdefrError
+
+N_TYPES = 3
+
+
+def make_counts(n_cells: int = 300, n_genes: int = 400, *, seed: int = 0, n_mito: int = 5) -> ad.AnnData:
+    """Counts of three cell types (each with its own 30 marker genes), the last ``n_mito`` genes MT-.
+
+    The first 6 cells are dying (most counts mitochondrial) and the next 4 nearly empty (5 genes).
+    """
+    rng = np.random.default_rng(seed)
+    types = np.arange(n_cells) % N_TYPES
+    means = np.tile(rng.lognormal(-1.0, 1.0, size=n_genes), (N_TYPES, 1))
+    for t in range(N_TYPES):
+        means[t, t * 30 : (t + 1) * 30] *= 8.0
+    means[:, -n_mito:] = 0.3
+    matrix = rng.poisson(means[types] * rng.uniform(0.5, 1.5, size=(n_cells, 1))).astype(np.float32)
+    matrix[:6, -n_mito:] = 400.0
+    matrix[6:10] = 0
+    matrix[6:10, 100:105] = 1
+    genes = [f"Gene{i}" for i in range(n_genes - n_mito)] + [f"MT-G{i}" for i in range(n_mito)]
+    obs = pd.DataFrame({"cell_type": pd.Categorical([f"type{t}" for t in types])},
+                       index=[f"cell{i}" for i in range(n_cells)])
+    return ad.AnnData(sparse.csr_matrix(matrix), obs=obs, var=pd.DataFrame(index=genes))
+
+
+@pytest.fixture(scope="module")
+def counts() -> ad.AnnData:
+    return make_counts()
+
+
+@pytest.fixture(scope="module")
+def qced(counts) -> ad.AnnData:
+    return pp.qc(counts.copy(), n_top_genes=200)
+
+
+@pytest.fixture(scope="module")
+def graphed(qced) -> ad.AnnData:
+    adata = qced.copy()
+    pp.build_graph(adata, n_pcs=20, n_neighbors=10, seed=0)
+    return adata
+
+
+# -- qc ----------------------------------------------------------------------------------------
+
+
+def test_qc_filters_dying_and_empty_cells(counts, qced):
+    removed = set(counts.obs_names) - set(qced.obs_names)
+    assert removed == {f"cell{i}" for i in range(10)}
+    steps = qced.uns["scdefr_qc"]["summary"]["steps"]
+    assert steps["min_genes"]["cells"] == counts.n_obs - 4
+    assert steps["max_pct_mito"]["cells"] == counts.n_obs - 10
+    assert qced.uns["scdefr_qc"]["summary"]["mito_genes"] == 5
+    assert qced.uns["scdefr_qc"]["summary"]["step_order"][-1] == "highly_variable"
+
+
+def test_qc_output_contract(counts, qced):
+    assert qced.n_vars == 200 and qced.var["highly_variable"].all()
+    assert sparse.issparse(qced.X) and qced.X.format == "csr" and qced.X.dtype == np.float32
+    raw = qced.layers["counts"]
+    assert sparse.issparse(raw) and raw.dtype == np.float32
+    expected = counts[qced.obs_names, qced.var_names].X.toarray()
+    np.testing.assert_array_equal(raw.toarray(), expected)
+    # X is log1p of counts scaled to the median library size computed over all kept genes
+    library = qced.obs["n_counts"].to_numpy()
+    scaled = np.expm1(qced.X.toarray()) * (library / np.median(library))[:, None]
+    np.testing.assert_allclose(scaled, expected, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(qced.obs["size_factors"], library / np.median(library))
+    for column in ("n_counts", "n_genes", "pct_counts_mt"):
+        assert column in qced.obs
+    assert {"means", "dispersions", "mt"} <= set(qced.var.columns)
+    assert qced.obs["cell_type"].equals(counts.obs.loc[qced.obs_names, "cell_type"])
+
+
+def test_highly_variable_genes_include_the_markers(qced):
+    """200 of ~390 genes are kept, yet nearly all 90 cell-type markers are among them."""
+    markers = {f"Gene{i}" for i in range(N_TYPES * 30)}
+    assert len(markers & set(qced.var_names)) >= 0.9 * len(markers)
+
+
+def test_qc_accepts_dense_integer_counts(counts):
+    dense = ad.AnnData(counts.X.toarray().astype(np.int64), obs=counts.obs.copy(), var=counts.var.copy())
+    result = pp.qc(dense, n_top_genes=100)
+    assert sparse.issparse(result.X) and result.X.dtype == np.float32
+    assert sparse.issparse(result.layers["counts"]) and result.layers["counts"].dtype == np.float32
+
+
+def test_qc_keeps_all_genes_when_fewer_than_n_top_genes(counts):
+    result = pp.qc(counts.copy())  # default 2000 > 400 genes
+    assert result.n_vars == counts.n_vars
+    assert result.uns["scdefr_qc"]["summary"]["steps"]["highly_variable"]["threshold"] == counts.n_vars
+
+
+def test_qc_never_reads_labels(counts):
+    shuffled = counts.copy()
+    shuffled.obs["cell_type"] = shuffled.obs["cell_type"].to_numpy()[::-1]
+    a, b = pp.qc(counts.copy(), n_top_genes=150), pp.qc(shuffled, n_top_genes=150)
+    assert list(a.obs_names) == list(b.obs_names) and list(a.var_names) == list(b.var_names)
+    assert (a.X != b.X).nnz == 0
+
+
+def test_qc_adds_metrics_to_input(counts):
+    adata = counts.copy()
+    pp.qc(adata, n_top_genes=100)
+    np.testing.assert_allclose(adata.obs["n_counts"], np.asarray(counts.X.sum(axis=1)).ravel())
+    assert adata.obs["pct_counts_mt"].iloc[0] > 50  # a dying cell
+
+
+def test_mito_genes_found_through_symbol_column(counts):
+    adata = counts.copy()
+    adata.var["gene_symbols"] = adata.var_names
+    adata.var_names = [f"ENSG{i:011d}" for i in range(adata.n_vars)]
+    assert pp.mito_genes(adata).sum() == 5
+
+
+def test_all_cells_filtered_out(counts):
+    with pytest.raises(ScdefrError, match="all 300 cells were filtered out.*min_genes"):
+        pp.qc(counts.copy(), min_genes=10_000)
+
+
+def test_all_genes_filtered_out(counts):
+    with pytest.raises(ScdefrError, match="all .* genes were filtered out"):
+        pp.qc(counts.copy(), min_cells=10_000)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"min_genes": -1}, "--min-genes"),
+        ({"max_pct_mito": 120}, "--max-pct-mito"),
+        ({"n_top_genes": 0}, "--n-top-genes"),
+        ({"min_counts": 500, "max_counts": 100}, "--max-counts"),
+    ],
+)
+def test_impossible_qc_parameters(counts, kwargs, message):
+    with pytest.raises(ScdefrError, match=message):
+        pp.qc(counts.copy(), **kwargs)
+
+
+def test_qc_refuses_normalised_input(counts):
+    adata = counts.copy()
+    adata.X = sparse.csr_matrix(np.log1p(adata.X.toarray() * 0.5))
+    with pytest.raises(ScdefrError, match="log-transformed"):
+        pp.qc(adata)
+
+
+def test_max_counts_filter(counts):
+    library = np.asarray(counts.X.sum(axis=1)).ravel()
+    limit = int(np.percentile(library, 90))
+    result = pp.qc(counts.copy(), max_counts=limit, n_top_genes=100)
+    assert (result.obs["n_counts"] <= limit).all()
+    assert result.uns["scdefr_qc"]["summary"]["steps"]["max_counts"]["cells"] < counts.n_obs - 10
+
+
+def test_qc_plot(counts, qced, tmp_path):
+    adata = counts.copy()
+    result = pp.qc(adata, n_top_genes=200)
+    figure = pl.qc_plot(adata, result, title="demo", save=tmp_path / "qc.png")
+    assert (tmp_path / "qc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "300 -> 290 cells" in figure._suptitle.get_text()
+    assert len(figure.axes) == 5  # four panels and a colour bar
+
+
+# -- graph -------------------------------------------------------------------------------------
+
+
+def test_graph_contract(graphed):
+    adjacency = graphed.obsp["scdefr_adjacency"]
+    assert sparse.issparse(adjacency) and adjacency.format == "csr" and adjacency.dtype == np.float32
+    assert graphed.obsm["X_pca"].shape == (graphed.n_obs, 20)
+    assert {"distances", "connectivities"} <= set(graphed.obsp)
+    assert "neighbors" in graphed.uns
+    info = graphed.uns["scdefr_graph"]
+    assert info["params"]["knn_method_used"] == "exact"
+    assert info["degree"]["min"] >= 9  # n_neighbors counts the cell itself
+    assert info["n_connected_components"] >= 1
+
+
+def test_adjacency_is_symmetric_normalised_knn(graphed):
+    knn = (graphed.obsp["distances"].toarray() > 0).astype(float)
+    binary = np.maximum(knn, knn.T)
+    with_self = binary + np.eye(graphed.n_obs)
+    inv_sqrt = 1 / np.sqrt(with_self.sum(axis=1))
+    expected = inv_sqrt[:, None] * with_self * inv_sqrt[None, :]
+    np.testing.assert_allclose(graphed.obsp["scdefr_adjacency"].toarray(), expected, rtol=1e-5)
+    # the largest eigenvalue of D^-1/2 (A+I) D^-1/2 is 1
+    assert np.linalg.eigvalsh(expected).max() == pytest.approx(1.0)
+
+
+def test_neighbours_are_mostly_the_same_type(graphed):
+    """Labels checked only here, to show the graph carries the planted structure."""
+    rows, cols = graphed.obsp["scdefr_adjacency"].nonzero()
+    labels = graphed.obs["cell_type"].to_numpy()
+    assert np.mean(labels[rows] == labels[cols]) > 0.95
+
+
+def test_duplicate_cells_keep_their_edges():
+    """A zero distance (identical cells) is stored explicitly and still counts as an edge."""
+    distances = sparse.csr_matrix((np.array([0.0, 0.0, 1.0]), np.array([1, 0, 0]), np.array([0, 1, 2, 3])),
+                                  shape=(3, 3))
+    adjacency = pp.normalized_adjacency(pp.knn_binary(distances, n_neighbors=2)).toarray()
+    assert adjacency[0, 1] > 0 and adjacency[1, 0] > 0 and adjacency[2, 0] > 0
+    np.testing.assert_allclose(adjacency, adjacency.T)
+
+
+def test_knn_binary_keeps_the_nearest_other_cells():
+    """pynndescent's distances hold the cell itself and one neighbour too many; the binary graph drops both."""
+    rng = np.random.default_rng(0)
+    n, k = 6, 3
+    rows = np.repeat(np.arange(n), k + 1)
+    cols = np.concatenate([[i, *rng.choice([j for j in range(n) if j != i], k, replace=False)] for i in range(n)])
+    values = np.concatenate([[0.0, 3.0, 1.0, 2.0] for _ in range(n)])  # self, farthest, nearest, second
+    binary = pp.knn_binary(sparse.csr_matrix((values, (rows, cols)), shape=(n, n)), n_neighbors=k)
+    assert (binary.getnnz(axis=1) == k - 1).all() and binary.diagonal().sum() == 0
+    for i in range(n):
+        assert set(binary[i].indices) == {cols[i * (k + 1) + 2], cols[i * (k + 1) + 3]}
+
+
+def test_graph_is_reproducible(qced):
+    a, b = qced.copy(), qced.copy()
+    pp.build_graph(a, n_pcs=15, seed=3)
+    pp.build_graph(b, n_pcs=15, seed=3)
+    np.testing.assert_array_equal(a.obsm["X_pca"], b.obsm["X_pca"])
+    assert (a.obsp["scdefr_adjacency"] != b.obsp["scdefr_adjacency"]).nnz == 0
+
+
+def test_n_pcs_capped_for_tiny_inputs(qced):
+    tiny = qced[:30, :12].copy()
+    pp.build_graph(tiny, n_pcs=50, n_neighbors=5)
+    assert tiny.obsm["X_pca"].shape[1] == 11
+    assert tiny.uns["scdefr_graph"]["params"]["n_pcs"] == 11
+
+
+def test_fewer_cells_than_neighbours(qced):
+    with pytest.raises(ScdefrError, match="only 8 cells, fewer than --n-neighbors 10"):
+        pp.build_graph(qced[:8].copy(), n_neighbors=10)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"knn_method": "fast"}, "--knn-method"), ({"n_neighbors": 1}, "--n-neighbors"), ({"n_pcs": 0}, "--n-pcs")],
+)
+def test_impossible_graph_parameters(qced, kwargs, message):
+    with pytest.raises(ScdefrError, match=message):
+        pp.build_graph(qced.copy(), **kwargs)
+
+
+def test_graph_refuses_nan(qced):
+    adata = qced[:50].copy()
+    adata.X.data[0] = np.nan
+    with pytest.raises(ScdefrError, match="NaN"):
+        pp.build_graph(adata)
+
+
+@pytest.mark.slow
+def test_approximate_graph_above_4096_cells():
+    """pynndescent path (scanpy 1.11 needs pynndescent<0.7 here): seeded, reproducible, close to exact."""
+    adata = pp.qc(make_counts(5000, 120, seed=1), n_top_genes=100)
+    exact = adata.copy()
+    pp.build_graph(adata, n_pcs=20, knn_method="approx", seed=0)
+    assert adata.uns["scdefr_graph"]["params"]["knn_method_used"] == "approx"
+    again = adata.copy()
+    pp.build_graph(again, n_pcs=20, knn_method="approx", seed=0)
+    assert (again.obsp["scdefr_adjacency"] != adata.obsp["scdefr_adjacency"]).nnz == 0
+    pp.build_graph(exact, n_pcs=20, knn_method="exact", seed=0)
+    approx_edges = pp.knn_binary(adata.obsp["distances"], 10)
+    exact_edges = pp.knn_binary(exact.obsp["distances"], 10)
+    recall = approx_edges.multiply(exact_edges).nnz / exact_edges.nnz
+    assert recall > 0.9
+    assert adata.uns["scdefr_graph"]["degree"]["min"] >= 9
+    knn = pp.knn_binary(adata.obsp["distances"], 10)
+    assert (knn.getnnz(axis=1) == 9).all()  # the same 9 other cells per cell as the exact search
+
+
+# -- a real dataset ----------------------------------------------------------------------------
+
+DATASETS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
+
+
+@pytest.mark.skipif(not (DATASETS / "mouse_bladder_top2000.h5ad").exists(), reason="shared datasets absent")
+def test_default_qc_keeps_nearly_all_cells_of_a_published_dataset():
+    from scdefr import io
+
+    adata = io.read_counts(DATASETS / "mouse_bladder_top2000.h5ad")
+    result = pp.qc(adata)
+    assert result.n_obs >= 0.99 * adata.n_obs
+    genes_seen_in_3_cells = result.uns["scdefr_qc"]["summary"]["steps"]["min_cells"]["genes"]
+    assert result.n_vars == min(2000, genes_seen_in_3_cells)
+    pp.build_graph(result, seed=0)
+    assert result.uns["scdefr_graph"]["degree"]["min"] >= 9
