@@ -1,0 +1,256 @@
+"""The export step: the files people keep from a trained sample.
+
+From a trained AnnData (``obsm['X_scdefr']``, ``obs['scdefr_cluster']``, ``obsm['scdefr_soft']``,
+``uns['scdefr']``) it writes, under one prefix:
+
+- ``.h5ad``: everything earlier steps added plus a UMAP of the scDEFR embedding (``obsm['X_umap']``);
+- ``.clusters.csv`` (``cell_id,cluster,probability``) and ``.embedding.csv``;
+- ``.metrics.json``: cluster sizes, silhouette, and with a label column ARI / NMI / accuracy;
+- ``.umap.png``, ``.loss.png``, ``.cluster_sizes.png``;
+- MultiQC custom content: ``_mqc.tsv`` general statistics, a cluster-size bar graph, the plots.
+
+Labels are read here and nowhere earlier, only to score the finished clustering.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from ._files import atomic_path, ensure_writable_dir, write_h5ad, write_text
+from .errors import ScdefrError
+
+logger = logging.getLogger(__name__)
+
+REQUIRED = {
+    "obsm": ("X_scdefr", "scdefr_soft"),
+    "obs": ("scdefr_cluster",),
+    "uns": ("scdefr",),
+}
+UMAP_NEIGHBORS_KEY = "scdefr_umap_neighbors"
+
+
+def check_trained(adata, label_key: str | None = None) -> None:
+    """Raise :class:`ScdefrError` unless ``adata`` has what ``scdefr train`` writes (and ``label_key``)."""
+    missing = [f"{slot}['{key}']" for slot, keys in REQUIRED.items() for key in keys if key not in getattr(adata, slot)]
+    if missing:
+        raise ScdefrError(f"input is not a trained scDEFR file (missing {', '.join(missing)}): run 'scdefr train' first")
+    if adata.n_obs == 0:
+        raise ScdefrError("input has no cells")
+    soft = np.asarray(adata.obsm["scdefr_soft"])
+    if not np.isfinite(soft).all() or not np.isfinite(np.asarray(adata.obsm["X_scdefr"])).all():
+        raise ScdefrError("input's embedding or soft assignments contain NaN or infinite values")
+    if label_key is not None and label_key not in adata.obs:
+        columns = ", ".join(map(str, adata.obs.columns)) or "none"
+        raise ScdefrError(f"label column {label_key!r} is not in the input's obs (columns: {columns})")
+
+
+def add_umap(adata, *, seed: int = 0, n_neighbors: int = 15) -> None:
+    """UMAP of the scDEFR embedding into ``obsm['X_umap']``.
+
+    Its kNN graph is kept under its own key so the graph step's PCA neighbours stay untouched.
+    """
+    import scanpy as sc
+
+    n_neighbors = int(min(n_neighbors, max(2, adata.n_obs - 1)))
+    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep="X_scdefr", key_added=UMAP_NEIGHBORS_KEY, random_state=seed)
+    sc.tl.umap(adata, neighbors_key=UMAP_NEIGHBORS_KEY, random_state=seed)
+
+
+def clusters_table(adata) -> pd.DataFrame:
+    """One row per cell: its id, its cluster and the soft-assignment probability of that cluster."""
+    soft = np.asarray(adata.obsm["scdefr_soft"])
+    return pd.DataFrame(
+        {
+            "cell_id": adata.obs_names.to_numpy(),
+            "cluster": adata.obs["scdefr_cluster"].astype(str).to_numpy(),
+            "probability": soft.max(axis=1),
+        }
+    )
+
+
+def embedding_table(adata) -> pd.DataFrame:
+    """One row per cell: its id and the scDEFR embedding dimensions ``scdefr_1..d``."""
+    z = np.asarray(adata.obsm["X_scdefr"])
+    table = pd.DataFrame(z, columns=[f"scdefr_{i + 1}" for i in range(z.shape[1])])
+    table.insert(0, "cell_id", adata.obs_names.to_numpy())
+    return table
+
+
+def compute_metrics(adata, label_key: str | None = None, *, seed: int = 0) -> dict:
+    """Sizes, silhouette of the clusters in the embedding, and (evaluation only) agreement with labels."""
+    clusters = adata.obs["scdefr_cluster"].astype(str).to_numpy()
+    categories = [str(c) for c in adata.obs["scdefr_cluster"].astype("category").cat.categories]
+    sizes = pd.Series(clusters).value_counts().reindex(categories, fill_value=0)
+    soft = np.asarray(adata.obsm["scdefr_soft"])
+    trained = adata.uns["scdefr"]
+    result = {
+        "n_cells": int(adata.n_obs),
+        "n_clusters": int(sizes.gt(0).sum()),
+        "n_clusters_requested": _plain(trained.get("n_clusters", len(categories))),
+        "cluster_sizes": {name: int(size) for name, size in sizes.items()},
+        "silhouette": metrics.silhouette(adata.obsm["X_scdefr"], clusters, seed=seed),
+        "silhouette_cells": int(min(adata.n_obs, metrics.SILHOUETTE_MAX_CELLS)),
+        "mean_probability": float(soft.max(axis=1).mean()),
+        "n_clusters_choice": _plain(trained.get("n_clusters_choice", {})),
+    }
+    if label_key is not None:
+        labels = adata.obs[label_key]
+        known = labels.notna().to_numpy()
+        if not known.any():
+            raise ScdefrError(f"label column {label_key!r} has no values")
+        result["label_key"] = label_key
+        result["n_labelled_cells"] = int(known.sum())
+        result["n_labels"] = int(labels[known].astype(str).nunique())
+        result.update(metrics.agreement(labels[known].astype(str).to_numpy(), clusters[known]))
+    return result
+
+
+def multiqc_general_stats(sample: str, result: dict) -> str:
+    """MultiQC custom content for the General Statistics table: one row for this sample."""
+    columns = {
+        "cells": ("Cells", "Cells clustered", "{:,.0f}", "Blues"),
+        "clusters": ("Clusters", "Number of scDEFR clusters", "{:,.0f}", "Purples"),
+        "silhouette": ("Silhouette", "Silhouette of the clusters in the scDEFR embedding (-1..1)", "{:,.3f}", "RdYlGn"),
+    }
+    values = {"cells": result["n_cells"], "clusters": result["n_clusters"], "silhouette": result["silhouette"]}
+    if "ari" in result:
+        columns["ari"] = ("ARI", f"Adjusted Rand index against '{result['label_key']}' (evaluation only)", "{:,.3f}", "RdYlGn")
+        columns["nmi"] = ("NMI", f"Normalised mutual information against '{result['label_key']}'", "{:,.3f}", "RdYlGn")
+        values["ari"], values["nmi"] = result["ari"], result["nmi"]
+    header = [
+        "# id: 'scdefr_general_stats'",
+        "# plot_type: 'generalstats'",
+        "# headers:",
+    ]
+    for key, (title, description, fmt, scale) in columns.items():
+        header.append(f"#   {key}:")
+        for name, value in (("title", title), ("description", description), ("format", fmt), ("scale", scale)):
+            header.append(f"#     {name}: {json.dumps(value)}")  # a JSON string is a valid YAML scalar
+        if key in ("silhouette", "ari", "nmi"):
+            header.append(f"#     min: {-1 if key == 'silhouette' else 0}")
+            header.append("#     max: 1")
+    row = [sample] + ["" if values[k] is None else _number(values[k]) for k in columns]
+    return "\n".join(header + ["\t".join(["Sample", *columns]), "\t".join(row)]) + "\n"
+
+
+def multiqc_cluster_sizes(sample: str, result: dict) -> str:
+    """MultiQC custom content: a bar graph of this sample's cluster sizes (samples share one plot)."""
+    sizes = result["cluster_sizes"]
+    header = [
+        "# id: 'scdefr_cluster_sizes'",
+        "# section_name: 'scDEFR cluster sizes'",
+        "# description: 'Cells per scDEFR cluster in each sample.'",
+        "# plot_type: 'bargraph'",
+        "# pconfig:",
+        "#   id: 'scdefr_cluster_sizes_plot'",
+        "#   title: 'scDEFR: cells per cluster'",
+        "#   ylab: 'Cells'",
+    ]
+    names = [f"cluster {name}" for name in sizes]
+    return "\n".join(header + ["\t".join(["Sample", *names]), "\t".join([sample, *map(str, sizes.values())])]) + "\n"
+
+
+def output_paths(outdir: str | os.PathLike, prefix: str) -> dict[str, Path]:
+    """Every file the export step writes, by role."""
+    folder = Path(outdir)
+    return {
+        "h5ad": folder / f"{prefix}.h5ad",
+        "clusters": folder / f"{prefix}.clusters.csv",
+        "embedding": folder / f"{prefix}.embedding.csv",
+        "metrics": folder / f"{prefix}.metrics.json",
+        "umap_png": folder / f"{prefix}.umap.png",
+        "loss_png": folder / f"{prefix}.loss.png",
+        "sizes_png": folder / f"{prefix}.cluster_sizes.png",
+        "mqc_general_stats": folder / f"{prefix}_mqc.tsv",
+        "mqc_cluster_sizes": folder / f"{prefix}_cluster_sizes_mqc.tsv",
+        "mqc_umap": folder / f"{prefix}_umap_mqc.png",
+        "mqc_loss": folder / f"{prefix}_loss_mqc.png",
+    }
+
+
+def export(adata, outdir: str | os.PathLike, prefix: str, *, label_key: str | None = None, seed: int = 0) -> dict[str, Path]:
+    """Write every export file for one sample; returns their paths by role (see :func:`output_paths`).
+
+    ``adata`` gains ``obsm['X_umap']`` and ``uns['scdefr_export']`` (the metrics). Everything is
+    checked before the first file is written, and each file appears under its final name only when
+    complete.
+    """
+    from . import pl
+
+    check_trained(adata, label_key)
+    if not prefix or "/" in prefix:
+        raise ScdefrError(f"prefix must be a plain file name, got {prefix!r}")
+    ensure_writable_dir(outdir)
+    paths = output_paths(outdir, prefix)
+
+    result = compute_metrics(adata, label_key, seed=seed)
+    logger.info("%s: %d cells in %d clusters, silhouette %s%s", prefix, result["n_cells"], result["n_clusters"],
+                _number(result["silhouette"]),
+                f", ARI {result['ari']:.3f}, NMI {result['nmi']:.3f}, accuracy {result['accuracy']:.3f}" if label_key else "")
+    logger.info("%s: UMAP of the scDEFR embedding", prefix)
+    add_umap(adata, seed=seed)
+
+    with atomic_path(paths["clusters"]) as tmp:
+        clusters_table(adata).to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(paths["embedding"]) as tmp:
+        embedding_table(adata).to_csv(tmp, index=False, float_format="%.6g")
+    write_text(json.dumps({"sample": prefix, **result}, indent=2) + "\n", paths["metrics"])
+
+    k = result["n_clusters"]
+    keys, titles = ["scdefr_cluster"], [f"scDEFR clusters (K = {k})"]
+    if label_key is not None:
+        keys.append(label_key)
+        titles.append(f"{label_key} (ARI {result['ari']:.3f}, NMI {result['nmi']:.3f})")
+    with atomic_path(paths["umap_png"]) as tmp:
+        pl.embedding(adata, keys, titles=titles, suptitle=f"{prefix}: UMAP of the scDEFR embedding", save=tmp)
+    with atomic_path(paths["loss_png"]) as tmp:
+        pl.loss_curves(adata.uns["scdefr"].get("history", {}), title=f"{prefix}: training losses", save=tmp)
+    with atomic_path(paths["sizes_png"]) as tmp:
+        pl.cluster_sizes(adata, label_key=label_key, save=tmp)
+
+    write_text(multiqc_general_stats(prefix, result), paths["mqc_general_stats"])
+    write_text(multiqc_cluster_sizes(prefix, result), paths["mqc_cluster_sizes"])
+    for source, copy in (("umap_png", "mqc_umap"), ("loss_png", "mqc_loss")):
+        with atomic_path(paths[copy]) as tmp:
+            shutil.copyfile(paths[source], tmp)
+
+    adata.uns["scdefr_export"] = _writable({k: v for k, v in result.items() if v is not None})
+    write_h5ad(adata, paths["h5ad"])
+    logger.info("%s: wrote %d files to %s", prefix, len(paths), outdir)
+    return paths
+
+
+def _number(value) -> str:
+    if value is None:
+        return "NA"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return f"{float(value):.6g}"
+
+
+def _plain(value):
+    """numpy scalars/arrays and h5ad dicts as JSON-ready Python values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _writable(value):
+    """JSON-ready values in a form h5ad can store (no None)."""
+    if isinstance(value, dict):
+        return {k: _writable(v) for k, v in value.items() if v is not None and v != {}}
+    return value

@@ -1,0 +1,62 @@
+"""Clustering quality, for evaluation only: nothing here feeds back into training or the choice of K.
+
+Agreement with known labels (ARI, NMI, Hungarian-matched accuracy) and the label-free silhouette of
+the embedding. The library routines do the work; these wrappers only agree on inputs and sampling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Silhouette is O(n^2): above this many cells it is computed on a seeded random sample.
+SILHOUETTE_MAX_CELLS = 10_000
+
+
+def adjusted_rand_index(labels_true, labels_pred) -> float:
+    from sklearn.metrics import adjusted_rand_score
+
+    return float(adjusted_rand_score(np.asarray(labels_true), np.asarray(labels_pred)))
+
+
+def normalized_mutual_info(labels_true, labels_pred) -> float:
+    from sklearn.metrics import normalized_mutual_info_score
+
+    return float(normalized_mutual_info_score(np.asarray(labels_true), np.asarray(labels_pred)))
+
+
+def hungarian_accuracy(labels_true, labels_pred) -> float:
+    """Fraction of cells whose cluster maps to their label under the best one-to-one matching.
+
+    Clusters and labels are matched by :func:`scipy.optimize.linear_sum_assignment` on the contingency
+    table; with more clusters than labels (or the reverse) the unmatched ones count as wrong.
+    """
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.metrics.cluster import contingency_matrix
+
+    table = contingency_matrix(np.asarray(labels_true), np.asarray(labels_pred))
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / table.sum())
+
+
+def silhouette(embedding: np.ndarray, labels, *, max_cells: int = SILHOUETTE_MAX_CELLS, seed: int = 0) -> float | None:
+    """Mean silhouette of ``labels`` in ``embedding`` (Euclidean); ``None`` when undefined (one cluster).
+
+    Above ``max_cells`` cells a seeded random sample of that size is scored.
+    """
+    from sklearn.metrics import silhouette_score
+
+    labels = np.asarray(labels)
+    n_labels = np.unique(labels).size
+    if n_labels < 2 or n_labels >= labels.size:
+        return None
+    sample = max_cells if labels.size > max_cells else None
+    return float(silhouette_score(np.asarray(embedding), labels, sample_size=sample, random_state=seed))
+
+
+def agreement(labels_true, labels_pred) -> dict:
+    """ARI, NMI and Hungarian accuracy of ``labels_pred`` against ``labels_true`` (same length)."""
+    return {
+        "ari": adjusted_rand_index(labels_true, labels_pred),
+        "nmi": normalized_mutual_info(labels_true, labels_pred),
+        "accuracy": hungarian_accuracy(labels_true, labels_pred),
+    }
