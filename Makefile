@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 DEMO_OUT ?= results/demo
 
-.PHONY: setup demo test test-fast test-containers benchmark clean
+.PHONY: setup nf-tools demo test test-fast test-containers benchmark clean
 
 $(BIN)/scdefr: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,23 @@ $(BIN)/scdefr: pyproject.toml requirements/constraints.txt
 	$(BIN)/pip install -q -e ".[test]" -c requirements/constraints.txt
 	touch $@
 
-setup: $(BIN)/scdefr
+setup: $(BIN)/scdefr nf-tools
+
+# Groovy 4 (the jars npm-groovy-lint ships) for tests/test_nextflow_*.py: they parse, inspect and
+# render the pipeline's .nf/.config files without Nextflow. Needs java >= 17 and npm; without them
+# those tests skip with the reason.
+NF_TOOLS        := tests/nextflow/.tools
+NPM_GROOVY_LINT ?= npm-groovy-lint@18.0.0
+GROOVY_JAR      := $(NF_TOOLS)/node_modules/npm-groovy-lint/lib/java/groovy/lib/groovy-4.0.26.jar
+
+$(GROOVY_JAR):
+	@if command -v npm >/dev/null && command -v java >/dev/null; then \
+		npm install --prefix $(NF_TOOLS) --no-audit --no-fund --ignore-scripts --loglevel=error $(NPM_GROOVY_LINT); \
+	else \
+		echo "nf-tools: npm or java missing, the Nextflow checks will be skipped"; \
+	fi
+
+nf-tools: $(GROOVY_JAR)
 
 # The single-machine runner on simulated demo data (3,000 cells, 6 planted types).
 demo: setup

@@ -1,0 +1,37 @@
+process SCDEFR_QC {
+    tag "${meta.id}"
+    label 'process_low'
+
+    conda "${moduleDir}/environment.yml"
+    container 'scdefr/qc:0.1.0'
+
+    input:
+    tuple val(meta), path(counts)
+
+    output:
+    tuple val(meta), path("${prefix}.qc.h5ad")        , emit: h5ad
+    tuple val(meta), path("${prefix}.qc_summary.json"), emit: summary
+    tuple val(meta), path("${prefix}.qc.png")         , emit: plot
+    tuple val("${task.process}"), val('scdefr'), eval('scdefr --version | sed "s/^scdefr //"'), emit: versions_scdefr, topic: versions
+    tuple val("${task.process}"), val('scanpy'), eval('python -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" scanpy'), emit: versions_scanpy, topic: versions
+
+    when:
+    task.ext.when == null || task.ext.when
+
+    script:
+    def args = task.ext.args ?: ''
+    prefix   = task.ext.prefix ?: "${meta.id}"
+    """
+    scdefr_qc.py \\
+        --input ${counts} \\
+        --output ${prefix}.qc.h5ad \\
+        --threads ${task.cpus} \\
+        ${args}
+    """
+
+    stub:
+    prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    touch ${prefix}.qc.h5ad ${prefix}.qc_summary.json ${prefix}.qc.png
+    """
+}
