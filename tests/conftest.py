@@ -34,24 +34,6 @@ def nf_core_schemas_dir() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def sim_counts():
-    """400 cells x 300 genes, 4 planted types: raw counts as a user would bring them."""
-    from scdefr.simulate import simulate_counts
-
-    return simulate_counts(n_cells=400, n_genes=300, n_clusters=4, seed=0)
-
-
-@pytest.fixture(scope="session")
-def graph_adata(sim_counts):
-    """``sim_counts`` after the real qc and graph steps: the training step's input."""
-    from scdefr import pp
-
-    adata = pp.qc(sim_counts.copy(), min_genes=0, min_cells=0, max_pct_mito=None, n_top_genes=200)
-    pp.build_graph(adata, n_pcs=20, n_neighbors=10, seed=0)
-    return adata
-
-
 @pytest.fixture(autouse=True)
 def _drop_cli_log_handlers():
     """The CLI's logging.basicConfig(force=True) binds a handler to a test's captured stderr; drop it
@@ -60,3 +42,13 @@ def _drop_cli_log_handlers():
     root = logging.getLogger()
     for handler in [h for h in root.handlers if type(h) is logging.StreamHandler]:
         root.removeHandler(handler)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Test tensors are small: one thread is faster on a shared 2-core machine and identical run to run."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,160 @@
+"""``scdefr train``: pre-train, initialise the clusters, train jointly; write embedding, clusters and model."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+HELP = "train scDEFR on a 'scdefr graph' output: fused embedding, soft assignments and clusters (+ model .pt)"
+
+logger = logging.getLogger(__name__)
+
+
+def _n_clusters(value: str):
+    if value == "auto":
+        return value
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {value!r}")
+    return number
+
+
+def _batch_size(value: str) -> int:
+    if value == "auto":
+        return -1
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto', 0 (full batch) or a positive integer, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto', 0 (full batch) or a positive integer, got {value!r}")
+    return number
+
+
+def _widths(value: str) -> list[int]:
+    try:
+        widths = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1024,128,24, got {value!r}") from None
+    if len(widths) < 2 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"expected at least two positive widths like 1024,128,24, got {value!r}")
+    return widths
+
+
+def add_io_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="output of 'scdefr graph' (S.graph.h5ad)")
+    parser.add_argument("--output", required=True, help="h5ad to write (e.g. S.trained.h5ad)")
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    clusters = parser.add_argument_group("train: clusters")
+    clusters.add_argument("--n-clusters", type=_n_clusters, default="auto",
+                          help="number of clusters K, or 'auto': estimated from the pre-trained embedding "
+                               "(never from labels); final clusters are argmax of the soft assignment Q")
+    clusters.add_argument("--n-clusters-method", choices=("silhouette", "leiden"), default="silhouette",
+                          help="how 'auto' picks K: best silhouette of KMeans over k=2..--max-clusters, or the "
+                               "number of Leiden communities (>= 0.5%% of cells) at --leiden-resolution")
+    clusters.add_argument("--leiden-resolution", type=float, default=1.0, help="Leiden resolution for --n-clusters-method leiden")
+    clusters.add_argument("--max-clusters", type=int, default=30, help="largest K that 'auto' may choose")
+    clusters.add_argument("--kmeans-n-init", type=int, default=20,
+                          help="KMeans restarts for the cluster-centre initialisation (seeded by --seed)")
+
+    network = parser.add_argument_group("train: network")
+    network.add_argument("--hidden-dims", type=_widths, default=[1024, 128, 24],
+                         help="encoder widths, comma-separated; the last is the embedding size (decoder mirrors them)")
+    network.add_argument("--sigma", type=float, default=0.1,
+                         help="layer-wise fusion: next input = (1 - sigma) * graph + sigma * autoencoder, in [0, 1]")
+    network.add_argument("--dropout", type=float, default=0.01, help="dropout of every encoder/decoder layer (paper: 0.01)")
+    network.add_argument("--tag-hops", type=int, default=3, help="TAGConv hops K (powers A^0..A^K of the adjacency)")
+    network.add_argument("--zinb-form", choices=("counts", "paper"), default="counts",
+                         help="counts: ZINB of the raw counts, mean scaled by size factors, separate heads; "
+                              "paper: ZINB of log-normalised X, no size factors, heads sharing one weight matrix")
+
+    training = parser.add_argument_group("train: optimisation")
+    training.add_argument("--pretrain-epochs", type=int, default=250, help="pre-training epochs (paper: 250)")
+    training.add_argument("--epochs", type=int, default=250, help="joint-training epochs (paper: 250)")
+    training.add_argument("--lr-pretrain", type=float, default=1e-3, help="Adam learning rate of pre-training (paper: 5e-5)")
+    training.add_argument("--lr", type=float, default=1e-4,
+                          help="Adam learning rate of joint training (paper: 1e-8, which barely moves the weights)")
+    training.add_argument("--batch-size", type=_batch_size, default=-1, metavar="{auto,0,N}",
+                          help="cells per mini-batch (Cluster-GCN parts of the graph); 0: full batch; "
+                               "auto: full batch up to 5,000 cells, else 2,048")
+    training.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    training.add_argument("--amp", action="store_true", help="bfloat16 mixed precision on CUDA (ignored on CPU)")
+    training.add_argument("--log-every", type=int, default=10, help="log the loss terms every N epochs")
+
+    weights = parser.add_argument_group("train: loss weights (defaults as in the paper)")
+    weights.add_argument("--weight-rec-pretrain", type=float, default=1.0, help="graph reconstruction, pre-training")
+    weights.add_argument("--weight-zinb-pretrain", type=float, default=0.5, help="ZINB, pre-training")
+    weights.add_argument("--weight-rec", type=float, default=0.3, help="graph reconstruction, joint training")
+    weights.add_argument("--weight-zinb", type=float, default=0.1, help="ZINB, joint training")
+    weights.add_argument("--weight-kl", type=float, default=0.5, help="KL(P || Q) of the fused embedding, joint training")
+    weights.add_argument("--weight-bce-graph", type=float, default=0.1, help="BCE(Q_graph, P_graph), joint training")
+    weights.add_argument("--weight-bce-ae", type=float, default=0.1, help="BCE(Q_ae, P_ae), joint training")
+
+    files = parser.add_argument_group("train: model files")
+    files.add_argument("--model-out", default=None,
+                       help="model/checkpoint file (default: beside --output, S.model.pt for S.trained.h5ad); "
+                            "load with torch.load(path, weights_only=True)")
+    files.add_argument("--checkpoint-every", type=int, default=0,
+                       help="also save the run to --model-out every N epochs (0: only at the end of each phase)")
+    files.add_argument("--resume", default=None,
+                       help="continue the run saved in this checkpoint (its options apply, except "
+                            "--device, --amp, --log-every, --checkpoint-every)")
+
+
+def default_model_path(output: str) -> str:
+    """``S.trained.h5ad`` -> ``S.model.pt``; any other ``X.h5ad`` -> ``X.model.pt``."""
+    for suffix in (".trained.h5ad", ".h5ad"):
+        if output.endswith(suffix):
+            return output[: -len(suffix)] + ".model.pt"
+    return output + ".model.pt"
+
+
+def main(args: argparse.Namespace) -> None:
+    from .. import io, tl
+    from .._files import write_h5ad
+
+    adata = io.read_step_h5ad(args.input)
+    model_out = args.model_out or default_model_path(args.output)
+    model = tl.scdefr(
+        adata,
+        args.n_clusters,
+        checkpoint_path=model_out,
+        resume=args.resume,
+        n_clusters_method=args.n_clusters_method,
+        resolution=args.leiden_resolution,
+        max_clusters=args.max_clusters,
+        hidden_dims=args.hidden_dims,
+        sigma=args.sigma,
+        dropout=args.dropout,
+        hops=args.tag_hops,
+        zinb_form=args.zinb_form,
+        pretrain_epochs=args.pretrain_epochs,
+        epochs=args.epochs,
+        lr_pretrain=args.lr_pretrain,
+        lr=args.lr,
+        weight_rec_pretrain=args.weight_rec_pretrain,
+        weight_zinb_pretrain=args.weight_zinb_pretrain,
+        weight_rec=args.weight_rec,
+        weight_zinb=args.weight_zinb,
+        weight_kl=args.weight_kl,
+        weight_bce_graph=args.weight_bce_graph,
+        weight_bce_ae=args.weight_bce_ae,
+        batch_size=args.batch_size,
+        kmeans_n_init=args.kmeans_n_init,
+        seed=args.seed,
+        device=args.device,
+        amp=args.amp,
+        log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every,
+    )
+    write_h5ad(adata, args.output)
+    logger.info(
+        "wrote %s and %s: %d cells in %d clusters (%s)",
+        args.output, model_out, adata.n_obs, model.module.config["n_clusters"],
+        adata.uns["scdefr"]["n_clusters_choice"]["method"],
+    )

@@ -1,0 +1,101 @@
+"""Building blocks of the scDEFR network, each a small module or function with the formula it computes."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
+
+
+class TAGConv(nn.Module):
+    r"""Topology-adaptive graph convolution (Du et al. 2017), with PyTorch Geometric's semantics.
+
+    .. math:: H' = \sum_{k=0}^{K} (\hat{A}^k H)\, W_k + b
+
+    ``adjacency`` is the already normalised sparse matrix :math:`\hat{A}` (``obsp['scdefr_adjacency']``,
+    ``D^-1/2 (A + I) D^-1/2``), so unlike ``torch_geometric.nn.TAGConv(normalize=True)`` nothing is
+    normalised here. Propagation is a torch sparse matmul: memory is linear in the number of edges.
+    The sparse product runs in float32 even under autocast (half-precision sparse kernels are patchy).
+    """
+
+    def __init__(self, in_features: int, out_features: int, hops: int = 3, bias: bool = True):
+        super().__init__()
+        if hops < 0:
+            raise ValueError(f"hops must be >= 0, got {hops}")
+        self.hops = hops
+        self.linears = nn.ModuleList(nn.Linear(in_features, out_features, bias=False) for _ in range(hops + 1))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def forward(self, h: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        out = self.linears[0](h)
+        propagated = h.float()
+        for linear in self.linears[1:]:
+            with torch.autocast(device_type=propagated.device.type, enabled=False):
+                propagated = torch.sparse.mm(adjacency, propagated)
+            out = out + linear(propagated)
+        if self.bias is not None:
+            out = out + self.bias
+        return out
+
+
+class DenseBlock(nn.Sequential):
+    """Linear -> BatchNorm1d(momentum=0.01, eps=1e-3) -> ReLU -> Dropout: one layer of the autoencoder."""
+
+    def __init__(self, in_features: int, out_features: int, dropout: float):
+        super().__init__(
+            nn.Linear(in_features, out_features),
+            nn.BatchNorm1d(out_features, momentum=0.01, eps=1e-3),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+        )
+
+
+class GraphBlock(nn.Module):
+    """TAGConv -> Dropout, no activation (as in the paper): one layer of the graph encoder."""
+
+    def __init__(self, in_features: int, out_features: int, hops: int, dropout: float):
+        super().__init__()
+        self.conv = TAGConv(in_features, out_features, hops=hops)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.conv(h, adjacency))
+
+
+# Largest score block (rows x cells) the CPU path holds at once: 2**24 floats = 64 MB.
+ATTENTION_BLOCK_ELEMENTS = 2**24
+
+
+def global_self_correlation(z: torch.Tensor, block_elements: int = ATTENTION_BLOCK_ELEMENTS) -> torch.Tensor:
+    r"""``softmax(z z^T) z`` without materialising the n x n matrix.
+
+    One attention head with query = key = value = z and scale 1. On CUDA the fused
+    ``scaled_dot_product_attention`` kernels do it in linear memory. On CPU, PyTorch's flash kernel
+    has a very slow backward for the small head dimension used here (4 s per call at 3,000 cells,
+    most of an epoch), so the CPU path walks over blocks of query rows instead: each block's scores
+    (at most ``block_elements`` floats) are recomputed in the backward pass rather than stored, so
+    memory stays linear in the number of cells while time is quadratic.
+    """
+    if z.is_cuda:
+        heads = z.unsqueeze(0).unsqueeze(0)  # (batch=1, heads=1, cells, dim): the fused kernels need 4-D input
+        return F.scaled_dot_product_attention(heads, heads, heads, scale=1.0)[0, 0]
+    rows = max(1, block_elements // max(1, z.shape[0]))
+    if rows >= z.shape[0]:
+        return _attend(z, z)
+    blocks = [checkpoint(_attend, z[start : start + rows], z, use_reentrant=False) for start in range(0, z.shape[0], rows)]
+    return torch.cat(blocks)
+
+
+def _attend(queries: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(queries @ z.T, dim=1) @ z
+
+
+def soft_assignment(z: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    r"""Student's t kernel (one degree of freedom) between cells and cluster centres, as in DEC.
+
+    .. math:: q_{ij} = \frac{(1 + \lVert z_i - \mu_j \rVert^2)^{-1}}{\sum_{j'} (1 + \lVert z_i - \mu_{j'} \rVert^2)^{-1}}
+    """
+    squared_distance = (z.float().unsqueeze(1) - centres.float().unsqueeze(0)).pow(2).sum(dim=2)
+    kernel = 1.0 / (1.0 + squared_distance)
+    return kernel / kernel.sum(dim=1, keepdim=True)

@@ -1,0 +1,113 @@
+"""Scanpy-style tools: ``tl.scdefr`` trains and clusters, ``tl.estimate_n_clusters`` picks K without labels."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import numpy as np
+
+from .errors import ScdefrError
+
+logger = logging.getLogger(__name__)
+
+
+def estimate_n_clusters(
+    embedding: np.ndarray,
+    method: str = "silhouette",
+    resolution: float = 1.0,
+    max_clusters: int = 30,
+    seed: int = 0,
+    n_neighbors: int = 15,
+    min_cluster_fraction: float = 0.005,
+) -> tuple[int, dict]:
+    """Number of clusters of an embedding, from the embedding alone.
+
+    ``silhouette`` (default): KMeans for every k in ``2..max_clusters``; the k with the highest
+    silhouette score (on at most 5,000 sampled cells) wins. Robust when the types are well
+    separated; it favours the coarsest clear split over fine sub-types.
+    ``leiden``: Leiden communities (scanpy, igraph flavour) of the symmetrised kNN graph of the embedding at
+    ``resolution``; communities smaller than ``min_cluster_fraction`` of the cells (at least 3
+    cells) are not counted. On small data sets modularity splits compact types, so lower the
+    resolution there. The result is clipped to ``[2, max_clusters]``.
+
+    Returns ``(k, info)``; ``info`` records the method and what it saw (h5ad-writable).
+    """
+    n_cells = embedding.shape[0]
+    upper = int(min(max_clusters, n_cells - 1))
+    if upper < 2:
+        raise ScdefrError(f"cannot estimate a number of clusters from {n_cells} cells")
+    if method == "leiden":
+        import anndata
+        import scanpy as sc
+        from sklearn.neighbors import kneighbors_graph
+
+        # sklearn's exact kNN on the small embedding: no numba compilation as in sc.pp.neighbors
+        knn = kneighbors_graph(embedding, n_neighbors=min(n_neighbors, n_cells - 1), include_self=False)
+        adata = anndata.AnnData(np.asarray(embedding, dtype=np.float32))
+        sc.tl.leiden(
+            adata, resolution=resolution, adjacency=knn.maximum(knn.T), flavor="igraph",
+            n_iterations=-1, directed=False, random_state=seed,
+        )
+        sizes = adata.obs["leiden"].value_counts()
+        min_size = max(3, math.ceil(min_cluster_fraction * n_cells))
+        counted = int((sizes >= min_size).sum())
+        k = int(np.clip(counted, 2, upper))
+        info = {
+            "method": "leiden",
+            "resolution": float(resolution),
+            "n_neighbors": int(n_neighbors),
+            "leiden_communities": int(len(sizes)),
+            "min_cluster_size": int(min_size),
+            "communities_counted": counted,
+        }
+    elif method == "silhouette":
+        from sklearn.cluster import KMeans
+        from sklearn.metrics import silhouette_score
+
+        candidates = list(range(2, upper + 1))
+        scores = []
+        for k in candidates:
+            labels = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(embedding)
+            scores.append(float(silhouette_score(embedding, labels, sample_size=min(n_cells, 5000), random_state=seed)))
+        k = candidates[int(np.argmax(scores))]
+        info = {"method": "silhouette", "candidates": np.asarray(candidates), "silhouette_scores": np.asarray(scores)}
+    else:
+        raise ScdefrError(f"unknown method {method!r} for estimating the number of clusters (leiden or silhouette)")
+    info["max_clusters"] = int(max_clusters)
+    logger.info("estimated number of clusters: %d (%s)", k, method)
+    return k, info
+
+
+def scdefr(
+    adata,
+    n_clusters: int | str = "auto",
+    *,
+    checkpoint_path: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    **options,
+):
+    """Train scDEFR on a graph AnnData and write its results into it; returns the fitted model.
+
+    Writes ``obsm['X_scdefr']`` (fused embedding z), ``obs['scdefr_cluster']`` (argmax of Q as
+    categories ``'0'..'K-1'``), ``obsm['scdefr_soft']`` (Q) and ``uns['scdefr']`` (parameters, K and
+    how it was chosen, loss history, versions, device, seed). ``options`` are
+    :class:`scdefr.model.SCDEFR`'s keywords (network, K estimation and training options).
+    ``resume`` continues the run saved in that checkpoint (its options win over ``options``,
+    except ``device``, ``amp``, ``log_every`` and ``checkpoint_every``). Labels are never read.
+    """
+    from .model import RUNTIME_OPTIONS, SCDEFR
+
+    if resume:
+        runtime = {k: v for k, v in options.items() if k in RUNTIME_OPTIONS}
+        model = SCDEFR.load(resume, adata, **runtime)
+    else:
+        model = SCDEFR(adata, n_clusters, **options)
+    model.fit(checkpoint_path)
+    embedding, soft, clusters = model.predict()
+    adata.obsm["X_scdefr"] = embedding
+    adata.obsm["scdefr_soft"] = soft
+    adata.obs["scdefr_cluster"] = clusters
+    adata.uns["scdefr"] = model.summary()
+    return model

@@ -1,0 +1,31 @@
+"""Small test inputs built in memory, shared by several test files."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.neighbors import kneighbors_graph
+
+from scdefr.pp import normalized_adjacency
+
+
+def make_graph_adata(n_cells=240, n_genes=50, n_types=4, seed=0) -> ad.AnnData:
+    """A graph h5ad as 'scdefr graph' writes it (X, layers['counts'], size factors, adjacency) with
+    well-separated planted types in obs['cell_type'], made in milliseconds (no PCA, no numba)."""
+    rng = np.random.default_rng(seed)
+    types = rng.integers(0, n_types, n_cells)
+    profiles = rng.gamma(2.0, 1.0, (n_types, n_genes))
+    mean = profiles[types] * rng.lognormal(0.0, 0.3, (n_cells, 1)) * 3
+    counts = rng.negative_binomial(5, 5 / (5 + mean)).astype(np.float32)
+    library = counts.sum(axis=1)
+    x = np.log1p(counts / library[:, None] * 1e4).astype(np.float32)
+    adata = ad.AnnData(sp.csr_matrix(x))
+    adata.obs_names = [f"cell{i}" for i in range(n_cells)]
+    adata.var_names = [f"gene{j}" for j in range(n_genes)]
+    adata.layers["counts"] = sp.csr_matrix(counts)
+    adata.obs["size_factors"] = library / np.median(library)
+    adata.obs["cell_type"] = pd.Categorical([f"type{t}" for t in types])
+    adata.obsp["scdefr_adjacency"] = normalized_adjacency(kneighbors_graph(x, 10, include_self=False))
+    return adata

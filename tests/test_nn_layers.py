@@ -1,0 +1,93 @@
+"""Layers and the module against dense formulas."""
+
+import numpy as np
+import pytest
+import torch
+
+from scdefr.nn import SCDEFRModule, TAGConv, global_self_correlation, soft_assignment
+
+
+def _normalised_adjacency(n, seed=0):
+    rng = np.random.default_rng(seed)
+    pattern = rng.random((n, n)) < 0.2
+    pattern = (pattern | pattern.T | np.eye(n, dtype=bool)).astype(float)
+    d = 1 / np.sqrt(pattern.sum(1))
+    return d[:, None] * pattern * d[None, :]
+
+
+def _sparse(dense):
+    return torch.tensor(dense, dtype=torch.float32).to_sparse().coalesce()
+
+
+def test_tagconv_equals_dense_formula():
+    torch.manual_seed(0)
+    n, hops = 15, 3
+    adjacency = _normalised_adjacency(n)
+    x = np.random.default_rng(1).normal(size=(n, 6))
+    conv = TAGConv(6, 4, hops=hops)
+    with torch.no_grad():
+        conv.bias.copy_(torch.randn(4))
+    got = conv(torch.tensor(x, dtype=torch.float32), _sparse(adjacency)).detach().numpy()
+    weights = [lin.weight.detach().double().numpy() for lin in conv.linears]
+    expected = sum(np.linalg.matrix_power(adjacency, k) @ x @ weights[k].T for k in range(hops + 1))
+    expected = expected + conv.bias.detach().double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert len(conv.linears) == hops + 1
+
+
+@pytest.mark.parametrize("block_elements", [2**24, 40 * 7], ids=["one-block", "row-blocks"])
+def test_global_self_correlation_equals_dense_softmax(block_elements):
+    """Values and gradients match the dense formula, also when the CPU path splits rows into blocks."""
+    z = torch.randn(40, 5, generator=torch.Generator().manual_seed(2), requires_grad=True)
+    got = global_self_correlation(z, block_elements=block_elements)
+    expected = torch.softmax(z @ z.T, dim=1) @ z
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    (grad_got,) = torch.autograd.grad(got.square().sum(), z)
+    (grad_expected,) = torch.autograd.grad(expected.square().sum(), z)
+    torch.testing.assert_close(grad_got, grad_expected, rtol=1e-3, atol=1e-4)
+
+
+def test_soft_assignment_is_student_t_kernel():
+    rng = np.random.default_rng(3)
+    z, centres = rng.normal(size=(8, 3)), rng.normal(size=(4, 3))
+    kernel = 1 / (1 + ((z[:, None, :] - centres[None]) ** 2).sum(-1))
+    expected = kernel / kernel.sum(1, keepdims=True)
+    got = soft_assignment(torch.tensor(z), torch.tensor(centres)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("zinb_form", ["counts", "paper"])
+def test_module_forward_shapes_and_size_factors(zinb_form):
+    torch.manual_seed(0)
+    n, genes = 20, 9
+    module = SCDEFRModule(genes, n, hidden_dims=(16, 8, 4), zinb_form=zinb_form).eval()
+    x = torch.rand(n, genes)
+    adjacency = _sparse(_normalised_adjacency(n))
+    index = torch.arange(n)
+    out = module(x, adjacency, index, torch.ones(n))
+    assert out.z.shape == out.z_ae.shape == out.z_graph.shape == (n, 4)
+    assert out.mu.shape == out.theta.shape == out.pi.shape == (n, genes)
+    assert out.q is None
+    assert ((out.pi > 0) & (out.pi < 1)).all() and (out.theta >= 1e-4).all() and (out.mu >= 1e-5).all()
+    doubled = module(x, adjacency, index, torch.full((n,), 2.0))
+    factor = 2.0 if zinb_form == "counts" else 1.0  # the paper's form ignores size factors
+    torch.testing.assert_close(doubled.mu, out.mu * factor)
+    if zinb_form == "paper":
+        assert not hasattr(module.decoder, "mu_head")  # one weight matrix for the three heads
+    module.set_cluster_centres(torch.randn(3, 4))
+    out = module(x, adjacency, index, torch.ones(n))
+    for q in (out.q, out.q_ae, out.q_graph):
+        assert q.shape == (n, 3)
+        torch.testing.assert_close(q.sum(1), torch.ones(n))
+
+
+def test_module_fusion_follows_sigma():
+    """sigma = 0: the autoencoder's later layers read only the graph encoder, so its own first layer is unused."""
+    torch.manual_seed(0)
+    n, genes = 12, 5
+    module = SCDEFRModule(genes, n, hidden_dims=(8, 6, 3), sigma=0.0).train()
+    adjacency = _sparse(_normalised_adjacency(n))
+    out = module(torch.rand(n, genes), adjacency, torch.arange(n), torch.ones(n))
+    (out.z_ae.sum() + out.z_graph.sum()).backward()
+    assert module.autoencoder[0][0].weight.grad is None or not module.autoencoder[0][0].weight.grad.any()
+    assert module.graph_encoder[0].conv.linears[0].weight.grad.abs().sum() > 0

@@ -1,0 +1,178 @@
+"""Training plan, user model and tl.scdefr: correctness, label blindness, determinism, checkpoints."""
+
+import anndata as ad
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+from builders import make_graph_adata
+from scdefr import tl
+from scdefr.errors import ScdefrError
+from scdefr.model import SCDEFR
+from scdefr.training import CellGraph, TrainingPlan, load_checkpoint, make_batch, partition_cells
+
+# QUICK exercises the code paths; ACCURATE trains long enough (still seconds) to recover the planted
+# types. With so few epochs sigma=0.5 (more of the batch-normalised autoencoder in the fused layers)
+# converges far more reliably than the paper's 0.1.
+QUICK = dict(hidden_dims=(32, 16, 8), pretrain_epochs=8, epochs=6, kmeans_n_init=2, batch_size=0)
+ACCURATE = {**QUICK, "sigma": 0.5, "pretrain_epochs": 120, "epochs": 20}
+
+def test_recovers_planted_types_and_writes_contract(tmp_path):
+    adata = make_graph_adata()
+    tl.scdefr(adata, 4, **ACCURATE)
+    assert adjusted_rand_score(adata.obs["cell_type"], adata.obs["scdefr_cluster"]) > 0.9
+    assert list(adata.obs["scdefr_cluster"].cat.categories) == ["0", "1", "2", "3"]
+    assert adata.obsm["X_scdefr"].shape == (adata.n_obs, 8)
+    soft = adata.obsm["scdefr_soft"]
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(soft.argmax(axis=1).astype(str), adata.obs["scdefr_cluster"].astype(str))
+    summary = adata.uns["scdefr"]
+    assert summary["n_clusters"] == 4 and summary["n_clusters_choice"]["method"] == "given"
+    assert len(summary["history"]["pretrain"]["loss"]) == 120 and len(summary["history"]["joint"]["kl"]) == 20
+    assert np.all(np.isfinite(summary["history"]["joint"]["loss"]))
+    assert summary["history"]["pretrain"]["zinb"][-1] < summary["history"]["pretrain"]["zinb"][0]
+    adata.write_h5ad(tmp_path / "trained.h5ad")  # uns must be h5ad-writable
+    back = ad.read_h5ad(tmp_path / "trained.h5ad")
+    assert back.uns["scdefr"]["params"]["model"]["hidden_dims"].tolist() == [32, 16, 8]
+
+def test_estimate_n_clusters_on_separated_groups():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=10, size=(5, 6))
+    embedding = (centres[np.repeat(np.arange(5), 60)] + rng.normal(size=(300, 6))).astype(np.float32)
+    assert tl.estimate_n_clusters(embedding, method="silhouette", seed=0)[0] == 5
+    k, info = tl.estimate_n_clusters(embedding, method="leiden", resolution=0.2, seed=0)
+    assert k == 5 and info["leiden_communities"] >= 5
+
+def test_auto_n_clusters_without_labels():
+    adata = make_graph_adata()
+    del adata.obs["cell_type"]
+    tl.scdefr(adata, "auto", **ACCURATE)
+    choice = adata.uns["scdefr"]["n_clusters_choice"]
+    assert choice["method"] == "silhouette" and choice["n_clusters"] == 4
+    assert len(choice["silhouette_scores"]) == len(choice["candidates"])
+
+def test_output_independent_of_labels_and_deterministic():
+    """No label, the true labels, or shuffled labels: identical embedding and clusters (same seed)."""
+    results = []
+    for labels in ("none", "true", "shuffled"):
+        adata = make_graph_adata()
+        if labels == "none":
+            del adata.obs["cell_type"]
+        elif labels == "shuffled":
+            adata.obs["cell_type"] = np.random.default_rng(5).permutation(adata.obs["cell_type"].to_numpy())
+        tl.scdefr(adata, 4, seed=3, **QUICK)
+        results.append((adata.obsm["X_scdefr"], adata.obs["scdefr_cluster"].to_numpy()))
+    for embedding, clusters in results[1:]:
+        np.testing.assert_array_equal(embedding, results[0][0])
+        np.testing.assert_array_equal(clusters, results[0][1])
+
+def test_checkpoint_loads_weights_only_and_resume_continues_exactly(tmp_path, monkeypatch):
+    reference = make_graph_adata()
+    tl.scdefr(reference, 4, **QUICK)
+
+    class Interrupted(Exception):
+        pass
+
+    original = TrainingPlan._after_epoch
+
+    def stop_in_joint_phase(self, phase, epoch, n_epochs, started):
+        original(self, phase, epoch, n_epochs, started)
+        if phase == "joint" and epoch == 4:
+            raise Interrupted
+
+    path = tmp_path / "run.model.pt"
+    interrupted = make_graph_adata()
+    monkeypatch.setattr(TrainingPlan, "_after_epoch", stop_in_joint_phase)
+    with pytest.raises(Interrupted):
+        tl.scdefr(interrupted, 4, checkpoint_path=path, checkpoint_every=2, **QUICK)
+    monkeypatch.undo()
+
+    saved = torch.load(path, weights_only=True)
+    assert saved["phase"] == "joint" and saved["epoch"] == 4
+    assert len(saved["history"]["joint"]["loss"]) == 4 and saved["optimizer"]["state"]
+
+    resumed = make_graph_adata()
+    tl.scdefr(resumed, checkpoint_path=path, resume=path)
+    np.testing.assert_array_equal(resumed.obsm["X_scdefr"], reference.obsm["X_scdefr"])
+    np.testing.assert_array_equal(resumed.obs["scdefr_cluster"], reference.obs["scdefr_cluster"])
+    assert load_checkpoint(path)["phase"] == "done"
+
+    # a finished model loads and predicts the same clusters; other cells are refused
+    model = SCDEFR.load(path, make_graph_adata())
+    _, soft, clusters = model.predict()
+    np.testing.assert_array_equal(np.asarray(clusters), reference.obs["scdefr_cluster"].to_numpy())
+    with pytest.raises(ScdefrError, match="other cells"):
+        SCDEFR.load(path, make_graph_adata(n_cells=200))
+
+def test_mini_batches_cover_cells_and_renormalise_subgraph():
+    adata = make_graph_adata()
+    graph = CellGraph.from_anndata(adata)
+    parts = partition_cells(graph, batch_size=60, seed=0)
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(adata.n_obs))
+    cells = np.sort(np.concatenate(parts[:4]))
+    batch = make_batch(graph, cells, torch.device("cpu"))
+    sub = adata.obsp["scdefr_adjacency"][cells][:, cells].toarray()
+    pattern = (sub != 0).astype(float)
+    expected = pattern / np.sqrt(pattern.sum(1))[:, None] / np.sqrt(pattern.sum(1))[None, :]
+    np.testing.assert_allclose(batch.adjacency.to_dense().numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(batch.edge_weights.numpy(), sub[batch.edge_rows.numpy(), batch.edge_cols.numpy()])
+    # Cluster-GCN parts follow the data, so a batch keeps most of its cells' edges
+    full = adata.obsp["scdefr_adjacency"][cells]
+    assert np.count_nonzero(sub) / full.nnz > 0.5
+
+    tl.scdefr(adata, 4, **{**ACCURATE, "batch_size": 120})
+    assert adata.uns["scdefr"]["params"]["batch_size_used"] == 120
+    # an approximation: on 240 cells two batches lose much of the graph, yet the types still show
+    assert adjusted_rand_score(adata.obs["cell_type"], adata.obs["scdefr_cluster"]) > 0.5
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: a.obsp.pop("scdefr_adjacency"), "scdefr_adjacency"),
+        (lambda a: a.layers.pop("counts"), "counts"),
+        (lambda a: a.obs.pop("size_factors"), "size_factors"),
+        (lambda a: a.X.data.__setitem__(0, np.nan), "NaN"),
+    ],
+)
+def test_bad_input_is_one_line_error(change, message):
+    adata = make_graph_adata(n_cells=40)
+    change(adata)
+    with pytest.raises(ScdefrError, match=message):
+        SCDEFR(adata, 3, **QUICK)
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"n_clusters": 41}, "exceeds the number of cells"),
+        ({"n_clusters": 0}, "positive integer"),
+        ({"pretrain_epochs": -1}, "pretrain epochs"),
+        ({"sigma": 1.5}, "sigma"),
+        ({"lr": 0.0}, "lr"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"zinb_form": "dense"}, "zinb form"),
+    ],
+)
+def test_impossible_parameters_are_refused(options, message):
+    options = {"n_clusters": 3, **QUICK, **options}
+    with pytest.raises(ScdefrError, match=message):
+        SCDEFR(make_graph_adata(n_cells=40), **options)
+
+def test_paper_zinb_form_trains_on_log_normalised_x():
+    adata = make_graph_adata()
+    del adata.layers["counts"], adata.obs["size_factors"]  # the paper's form needs neither
+    model = tl.scdefr(adata, 4, zinb_form="paper", **QUICK)
+    assert model.module.config["zinb_form"] == "paper"
+    assert np.all(np.isfinite(adata.uns["scdefr"]["history"]["joint"]["zinb"]))
+
+@pytest.mark.slow
+def test_end_to_end_on_simulated_counts():
+    """scdefr.simulate -> pp.qc -> pp.build_graph -> tl.scdefr on planted types."""
+    from scdefr import pp
+    from scdefr.simulate import simulate_counts
+
+    counts = simulate_counts(n_cells=400, n_genes=600, n_clusters=4, seed=0, marker_log_fold_change=1.6)
+    adata = pp.qc(counts, n_top_genes=300)
+    pp.build_graph(adata, seed=0)
+    tl.scdefr(adata, 4, seed=0, **{**ACCURATE, "hidden_dims": (64, 32, 12)})
+    assert adjusted_rand_score(adata.obs["cell_type"], adata.obs["scdefr_cluster"]) > 0.9
