@@ -78,7 +78,9 @@ def test_runner_matches_the_separate_steps(run_outdir, counts_file, tmp_path):
                  "--label-key", "cell_type", *common]) == 0
     separate = pd.read_csv(step_dir / "export" / "s.clusters.csv", dtype={"cluster": str})
     together = pd.read_csv(run_outdir / "tiny" / "export" / "tiny.clusters.csv", dtype={"cluster": str})
-    pd.testing.assert_frame_equal(separate, together)
+    # Same cells and clusters; probabilities to float32 precision (thread pools sized by earlier
+    # tests in this process can change the order of floating-point sums).
+    pd.testing.assert_frame_equal(separate, together, check_exact=False, rtol=1e-4)
 
 def test_default_sample_name_and_layout(tmp_path):
     assert default_sample_name("data/pbmc3k.h5ad") == "pbmc3k"

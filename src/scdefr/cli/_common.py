@@ -29,11 +29,31 @@ def configure(args: argparse.Namespace) -> None:
     if args.threads < 0:
         raise ScdefrError(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-            os.environ[var] = str(args.threads)
-        try:
-            import torch
+        limit_threads(args.threads)
 
-            torch.set_num_threads(args.threads)
-        except ImportError:  # steps without torch (qc, graph, export images)
-            pass
+
+def limit_threads(n: int) -> None:
+    """Cap BLAS/OpenMP, numba and torch thread pools at ``n`` (Nextflow passes ``task.cpus``).
+
+    Environment variables only reach pools not started yet; pools already running (a notebook, the
+    runner's later steps, the tests) are capped through their own APIs instead. numba refuses a new
+    NUMBA_NUM_THREADS once its pool runs, so the variable is set only before numba is imported.
+    """
+    import sys
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    else:
+        os.environ["NUMBA_NUM_THREADS"] = str(n)
+    if "numpy" in sys.modules:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(n)
