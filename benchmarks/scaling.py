@@ -1,0 +1,110 @@
+"""Speed and memory against the number of cells: simulated counts (2,000 genes) through the real
+command line, each step in its own process under ``/usr/bin/time -v`` (wall time, peak RSS).
+
+For every size it records ``scdefr run`` end to end and ``scdefr train`` alone (re-run on the
+graph file the runner wrote), plus the time per epoch the training step logs. With
+``--train-args "--pretrain-epochs 5 ..."`` fewer epochs can be run and the full-schedule time
+extrapolated from the per-epoch time; such rows are marked ``extrapolated`` in the table.
+
+    python benchmarks/scaling.py --sizes 5000 10000 20000 --threads 2
+    python benchmarks/scaling.py --sizes 50000 100000 --train-args "--pretrain-epochs 3 --epochs 3"
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import append_rows
+
+logger = logging.getLogger("benchmarks.scaling")
+RESULTS_FILE = "scaling.csv"
+SCDEFR = str(Path(sys.executable).with_name("scdefr"))
+N_GENES = 2000
+N_TYPES = 8
+
+
+def timed(command: list[str]) -> dict:
+    """Run a command under GNU time; return wall seconds and peak RSS (MB) or raise with its stderr."""
+    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{shlex.join(command)} failed:\n{result.stderr[-3000:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", result.stderr).group(1)
+    seconds = sum(float(part) * 60**i for i, part in enumerate(reversed(wall.split(":"))))
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
+    return {"wall_s": round(seconds, 1), "peak_rss_mb": round(rss_kb / 1024), "log": result.stderr}
+
+
+EPOCH_LINE = re.compile(r"(pretrain|joint) epoch (\d+)/(\d+): .*\[([\d.]+)s\]")
+
+
+def epoch_seconds(log: str) -> dict:
+    """Seconds per epoch of each phase, from the training progress lines ('<phase> epoch i/n: ... [t s]',
+    t counted from the start of the phase)."""
+    found = {}
+    for phase, epoch, n_epochs, elapsed in EPOCH_LINE.findall(log):
+        found[f"{phase}_epochs"] = int(n_epochs)
+        found[f"{phase}_s_per_epoch"] = round(float(elapsed) / int(epoch), 3)
+    return found
+
+
+def run_size(n_cells: int, workdir: Path, threads: int, train_args: list[str], tag: str,
+             commands: tuple[str, ...] = ("run", "train")) -> dict:
+    counts = workdir / f"sim{n_cells}.h5ad"
+    sample = f"sim{n_cells}"
+    common = ["--seed", "0", "--threads", str(threads)]
+    if not counts.exists():
+        subprocess.run([SCDEFR, "simulate", "--n-cells", str(n_cells), "--n-genes", str(N_GENES),
+                        "--n-clusters", str(N_TYPES), "--output", str(counts), *common, "--quiet"], check=True)
+    row = {"tag": tag, "n_cells": n_cells, "n_genes": N_GENES, "threads": threads,
+           "train_args": shlex.join(train_args)}
+    graph = workdir / sample / "graph" / f"{sample}.graph.h5ad"
+    if "run" not in commands and not graph.exists():  # the train step alone still needs its input
+        qc_out = workdir / f"{sample}.qc.h5ad"
+        qc = timed([SCDEFR, "qc", "--input", str(counts), "--output", str(qc_out), *common])
+        graph.parent.mkdir(parents=True, exist_ok=True)
+        graph_step = timed([SCDEFR, "graph", "--input", str(qc_out), "--output", str(graph), *common])
+        row.update(qc_wall_s=qc["wall_s"], qc_peak_rss_mb=qc["peak_rss_mb"],
+                   graph_wall_s=graph_step["wall_s"], graph_peak_rss_mb=graph_step["peak_rss_mb"])
+    if "run" in commands:
+        run = timed([SCDEFR, "run", "--input", str(counts), "--outdir", str(workdir), "--sample", sample,
+                     "--n-clusters", str(N_TYPES), *train_args, *common])
+        row.update(run_wall_s=run["wall_s"], run_peak_rss_mb=run["peak_rss_mb"])
+        row.update({f"run_{key}": value for key, value in epoch_seconds(run["log"]).items()})
+    if "train" in commands:
+        trained = workdir / f"{sample}.train_only.h5ad"
+        train = timed([SCDEFR, "train", "--input", str(graph), "--output", str(trained),
+                       "--n-clusters", str(N_TYPES), *train_args, *common])
+        row.update(train_wall_s=train["wall_s"], train_peak_rss_mb=train["peak_rss_mb"], **epoch_seconds(train["log"]))
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", type=int, default=[5000, 10000, 20000, 50000, 100000])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-args", default="", help="extra options for scdefr run/train, e.g. fewer epochs")
+    parser.add_argument("--tag", default="default")
+    parser.add_argument("--commands", nargs="+", choices=("run", "train"), default=["run", "train"],
+                        help="'run': scdefr run end to end; 'train': scdefr train alone on the run's graph file")
+    parser.add_argument("--workdir", type=Path, default=None, help="kept when given; a temporary folder otherwise")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    with tempfile.TemporaryDirectory(prefix="scdefr_scaling_") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        for n_cells in args.sizes:
+            row = run_size(n_cells, workdir, args.threads, shlex.split(args.train_args), args.tag,
+                           tuple(args.commands))
+            append_rows(RESULTS_FILE, [row])
+            logger.info("%s", row)
+
+
+if __name__ == "__main__":
+    main()
