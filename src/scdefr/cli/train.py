@@ -10,28 +10,25 @@ HELP = "train scDEFR on a 'scdefr graph' output: fused embedding, soft assignmen
 logger = logging.getLogger(__name__)
 
 
-def _n_clusters(value: str):
-    if value == "auto":
-        return value
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {value!r}")
-    return number
+def _keyword_or_int(keyword: str, keyword_value, minimum: int, expected: str):
+    """argparse type: ``keyword`` (mapped to ``keyword_value``) or an integer >= ``minimum``."""
+
+    def parse(value: str):
+        if value == keyword:
+            return keyword_value
+        try:
+            number = int(value)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        return number
+
+    return parse
 
 
-def _batch_size(value: str) -> int:
-    if value == "auto":
-        return -1
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto', 0 (full batch) or a positive integer, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected 'auto', 0 (full batch) or a positive integer, got {value!r}")
-    return number
+_n_clusters = _keyword_or_int("auto", "auto", 1, "'auto' or a positive integer")
+_batch_size = _keyword_or_int("auto", -1, 0, "'auto', 0 (full batch) or a positive integer")
 
 
 def _widths(value: str) -> list[int]:
