@@ -35,7 +35,7 @@ nf-tools: $(GROOVY_JAR)
 
 # The single-machine runner on simulated demo data (1,500 cells, 5 planted types), with a network
 # and schedule small enough for a few minutes on 2 CPU cores (the defaults are for real data).
-DEMO_OPTIONS ?= --n-top-genes 500 --hidden-dims 128,32,16 --pretrain-epochs 100 --epochs 30 --n-clusters auto
+DEMO_OPTIONS ?= --n-top-genes 500 --n-clusters auto
 demo: setup
 	$(BIN)/scdefr simulate --n-cells 1500 --n-genes 1000 --n-clusters 5 --seed 0 --output $(DEMO_OUT)/demo_counts.h5ad
 	$(BIN)/scdefr run --input $(DEMO_OUT)/demo_counts.h5ad --outdir $(DEMO_OUT) --sample demo --label-key cell_type $(DEMO_OPTIONS)

@@ -3,12 +3,12 @@
 1. baselines (Leiden default, Leiden at true k, KMeans on PCA) on every dataset and seed;
 2. scDEFR with the true number of types and with ``n_clusters='auto'``, package defaults;
 3. the two ZINB forms ('counts': raw counts + size factors + separate heads; 'paper': log-normalised
-   input + shared head) on two datasets;
+   input + shared head) and the two graph losses ('sampled', 'paper') on two datasets;
 4. speed and memory of ``scdefr run`` / ``scdefr train`` on simulated data of growing size.
 
 Results are appended to ``benchmarks/results/*.csv`` as each run finishes; BENCHMARKS.md explains
-them. On 2 CPU cores the full suite takes days (about 8-10 s per epoch for 4,000 cells, 500 epochs
-per run, 40 runs; see BENCHMARKS.md): run it on a GPU or many cores. ``--quick`` is a smoke run
+them. On 2 CPU cores the full suite takes most of a day (about 3-4 s per epoch for 4,000 cells on
+one thread, 100 epochs per run, about 50 runs; see BENCHMARKS.md): run it on a GPU or many cores. ``--quick`` is a smoke run
 of every script (2 datasets, 1 seed, 10 + 5 epochs, 5k-cell scaling with 2 + 2 epochs); its
 clustering numbers mean nothing.
 
@@ -25,9 +25,9 @@ import scaling
 import scdefr_quality
 from _common import DATASETS, QUICK_DATASETS, SEEDS
 
-PARTS = ("baselines", "quality", "zinb", "scaling")
+PARTS = ("baselines", "quality", "zinb", "graph_loss", "scaling")
 QUICK_SCHEDULE = {"pretrain_epochs": 10, "epochs": 5}
-ZINB_DATASETS = ("pbmc_10x_top2000", "mouse_bladder_2100")
+COMPARISON_DATASETS = ("pbmc_10x_top2000", "mouse_bladder_2100")
 
 
 def main(argv=None):
@@ -50,10 +50,11 @@ def main(argv=None):
         baselines.run(datasets, seeds)
     if "quality" not in args.skip:
         scdefr_quality.run(datasets, seeds, ["true", "auto"], schedule, tag)
-    if "zinb" not in args.skip:
-        for form in ("counts", "paper"):
-            scdefr_quality.run(ZINB_DATASETS[:1] if args.quick else ZINB_DATASETS, seeds[:1], ["true"],
-                               {**schedule, "zinb_form": form}, f"{tag}_zinb_{form}")
+    comparison_datasets = COMPARISON_DATASETS[:1] if args.quick else COMPARISON_DATASETS
+    for part, option, values in (("zinb", "zinb_form", ("counts", "paper")), ("graph_loss", "graph_loss", ("sampled", "paper"))):
+        if part not in args.skip:
+            for value in values:
+                scdefr_quality.run(comparison_datasets, seeds, ["true"], {**schedule, option: value}, f"{tag}_{part}_{value}")
     if "scaling" not in args.skip:
         sizes = ["5000"] if args.quick else ["5000", "10000", "20000", "50000", "100000"]
         extra = ["--train-args", "--pretrain-epochs 2 --epochs 2", "--tag", "quick"] if args.quick else []

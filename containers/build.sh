@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build (and optionally push) the scDEFR step images: <REGISTRY>/<ORG>/<image>:<version>, e.g. scdefr/qc:0.1.0.
+# Build (and optionally push) the scDEFR step images: <REGISTRY>/<ORG>/<image>:<version>, e.g. scdefr/qc:0.2.0.
 #
 # usage: containers/build.sh [NAME=VALUE ...]      (the same names are read from the environment)
 #   IMAGES          images to build, in order                 (default: "qc graph train export"; add train-cuda)

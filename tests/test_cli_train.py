@@ -14,7 +14,7 @@ OPTIONS = (
     "--input", "--output", "--n-clusters", "--n-clusters-method", "--leiden-resolution", "--max-clusters",
     "--kmeans-n-init", "--hidden-dims", "--sigma", "--dropout", "--tag-hops", "--zinb-form",
     "--pretrain-epochs", "--epochs", "--lr-pretrain", "--lr", "--batch-size", "--device", "--amp",
-    "--log-every", "--weight-rec-pretrain", "--weight-zinb-pretrain", "--weight-rec", "--weight-zinb",
+    "--log-every", "--graph-loss", "--weight-rec-pretrain", "--weight-zinb-pretrain", "--weight-rec", "--weight-zinb",
     "--weight-kl", "--weight-bce-graph", "--weight-bce-ae", "--model-out", "--checkpoint-every", "--resume",
     "--seed", "--threads", "--quiet",
 )

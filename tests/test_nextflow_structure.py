@@ -113,7 +113,7 @@ def test_training_runs_on_the_gpu_only_when_the_task_has_an_accelerator():
     cpu = _render("SCDEFR_TRAIN")
     gpu = _render("SCDEFR_TRAIN", accelerator=1)
     assert "process_gpu" in cpu.labels and set(cpu.labels) & STANDARD_LABELS
-    assert cpu.container == "scdefr/train:0.1.0" and gpu.container == "scdefr/train-cuda:0.1.0"
+    assert cpu.container == "scdefr/train:0.2.0" and gpu.container == "scdefr/train-cuda:0.2.0"
     assert "--device cpu" in cpu.script and "--device cuda" in gpu.script
     for other in ("SCDEFR_QC", "SCDEFR_GRAPH", "SCDEFR_EXPORT"):
         assert "process_gpu" not in _render(other).labels

@@ -6,7 +6,13 @@ import torch
 from scipy import stats
 from scipy.special import expit, rel_entr
 
-from scdefr.nn import edge_reconstruction_loss, kl_clustering_loss, target_distribution, zinb_negative_log_likelihood
+from scdefr.nn import (
+    edge_reconstruction_loss,
+    kl_clustering_loss,
+    sampled_edge_loss,
+    target_distribution,
+    zinb_negative_log_likelihood,
+)
 
 
 @pytest.fixture
@@ -83,3 +89,38 @@ def test_target_distribution_and_kl_match_hand_computation():
     assert kl_clustering_loss(q_t, p_t).item() == pytest.approx(expected_kl, rel=1e-6)
     # DEC sharpens: each cell's strongest assignment gets stronger
     assert np.all(p.max(axis=1) >= q.max(axis=1) - 1e-12)
+
+
+def test_sampled_edge_loss_matches_formula_with_the_same_draws():
+    rng = np.random.default_rng(4)
+    n, d = 15, 3
+    rows, cols = np.nonzero(rng.random((n, n)) < 0.2)
+    z = rng.normal(size=(n, d))
+    torch.manual_seed(7)
+    got = sampled_edge_loss(_t(z), torch.tensor(rows), torch.tensor(cols), n_cells=n)
+    torch.manual_seed(7)  # the loss draws rows then cols of its random pairs from the global generator
+    sampled_rows = torch.randint(n, (len(rows),)).numpy()
+    sampled_cols = torch.randint(n, (len(rows),)).numpy()
+    positive = (z[rows] * z[cols]).sum(axis=1)
+    negative = (z[sampled_rows] * z[sampled_cols]).sum(axis=1)
+    expected = -np.log(expit(positive)).mean() - np.log(1.0 - expit(negative)).mean()
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_sampled_edge_loss_pulls_neighbours_together():
+    """Unlike the paper's term (targets ~1/k push neighbours apart), minimising it groups communities."""
+    n = 20
+    community = np.repeat([0, 1], n // 2)
+    rows, cols = np.nonzero((community[:, None] == community[None, :]) & ~np.eye(n, dtype=bool))
+    torch.manual_seed(0)
+    z = torch.nn.Parameter(torch.randn(n, 4) * 0.1)
+    optimiser = torch.optim.Adam([z], lr=0.05)
+    for _ in range(200):
+        optimiser.zero_grad()
+        sampled_edge_loss(z, torch.tensor(rows), torch.tensor(cols), n_cells=n).backward()
+        optimiser.step()
+    unit = torch.nn.functional.normalize(z.detach(), dim=1).numpy()
+    cosine = unit @ unit.T
+    same = community[:, None] == community[None, :]
+    assert cosine[same & ~np.eye(n, dtype=bool)].mean() > 0.8
+    assert cosine[~same].mean() < 0.0

@@ -10,7 +10,8 @@ from builders import make_graph_adata
 from scdefr import tl
 from scdefr.errors import ScdefrError
 from scdefr.model import SCDEFR
-from scdefr.training import CellGraph, TrainingPlan, load_checkpoint, make_batch, partition_cells
+from scdefr.nn import SCDEFRModule
+from scdefr.training import CellGraph, TrainingConfig, TrainingPlan, load_checkpoint, make_batch, partition_cells
 
 # QUICK exercises the code paths; ACCURATE trains long enough (still seconds) to recover the planted
 # types. With so few epochs sigma=0.5 (more of the batch-normalised autoencoder in the fused layers)
@@ -151,12 +152,41 @@ def test_bad_input_is_one_line_error(change, message):
         ({"lr": 0.0}, "lr"),
         ({"dropout": 1.0}, "dropout"),
         ({"zinb_form": "dense"}, "zinb form"),
+        ({"graph_loss": "dense"}, "graph loss"),
     ],
 )
 def test_impossible_parameters_are_refused(options, message):
     options = {"n_clusters": 3, **QUICK, **options}
     with pytest.raises(ScdefrError, match=message):
         SCDEFR(make_graph_adata(n_cells=40), **options)
+
+def test_joint_phase_keeps_the_pretraining_adam_moments():
+    """The joint optimiser continues pre-training's Adam state (a fresh Adam's sign steps jolt the
+    embedding away from the KMeans centres) and adds the centres as a second group at the joint rate."""
+    graph = CellGraph.from_anndata(make_graph_adata(n_cells=40))
+    module = SCDEFRModule(graph.n_genes, graph.n_cells, hidden_dims=QUICK["hidden_dims"])
+    config = TrainingConfig(pretrain_epochs=3, epochs=2, lr=2e-4, batch_size=0, kmeans_n_init=2)
+    plan = TrainingPlan(module, graph, config, lambda embedding: (3, {"method": "given"}))
+    plan._run_phase("pretrain", config.pretrain_epochs)
+    first_weight = next(module.parameters())
+    moments = plan.optimizer.state[first_weight]["exp_avg_sq"].clone()
+    plan.initialise_centres()
+    groups = plan.optimizer.param_groups
+    assert [group["lr"] for group in groups] == [2e-4, 2e-4]
+    assert groups[1]["params"] == [module.cluster_centres]
+    assert int(plan.optimizer.state[first_weight]["step"]) == config.pretrain_epochs
+    torch.testing.assert_close(plan.optimizer.state[first_weight]["exp_avg_sq"], moments)
+
+
+def test_paper_graph_loss_remains_available():
+    adata = make_graph_adata(n_cells=40)
+    tl.scdefr(adata, 3, graph_loss="paper", **QUICK)
+    summary = adata.uns["scdefr"]
+    assert summary["params"]["training"]["graph_loss"] == "paper"
+    reconstruction = summary["history"]["pretrain"]["reconstruction"]
+    # the paper's term sums squared errors over about k edges per cell: far above the sampled BCE's ~1.4 at start
+    assert np.all(np.isfinite(reconstruction)) and reconstruction[0] > 2.0
+
 
 def test_paper_zinb_form_trains_on_log_normalised_x():
     adata = make_graph_adata()

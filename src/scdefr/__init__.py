@@ -6,4 +6,4 @@ published files. The network, the training plan and the user-facing model are ke
 ``scdefr.nn``, ``scdefr.training`` and ``scdefr.model``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -19,7 +19,7 @@ import torch
 
 from .errors import ScdefrError
 from .nn import SCDEFRModule
-from .nn.module import ZINB_FORMS
+from .config import DEFAULT_HIDDEN_DIMS, ZINB_FORMS
 from .training import (
     CellGraph,
     TrainingConfig,
@@ -54,7 +54,7 @@ class SCDEFR:
         n_clusters_method: str = "silhouette",
         resolution: float = 1.0,
         max_clusters: int = 30,
-        hidden_dims: tuple[int, ...] | list[int] = (1024, 128, 24),
+        hidden_dims: tuple[int, ...] | list[int] = DEFAULT_HIDDEN_DIMS,
         sigma: float = 0.1,
         dropout: float = 0.01,
         hops: int = 3,

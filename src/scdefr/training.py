@@ -34,8 +34,9 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
+from .config import GRAPH_LOSSES, TrainingConfig  # noqa: F401  (re-exported: the plan's configuration)
 from .errors import ScdefrError
-from .nn import SCDEFRModule, edge_reconstruction_loss, kl_clustering_loss, target_distribution
+from .nn import SCDEFRModule, edge_reconstruction_loss, kl_clustering_loss, sampled_edge_loss, target_distribution
 from .nn import zinb_negative_log_likelihood
 
 logger = logging.getLogger(__name__)
@@ -47,63 +48,6 @@ PHASES = ("pretrain", "joint", "done")
 AUTO_FULL_BATCH_MAX_CELLS = 5_000
 AUTO_BATCH_SIZE = 2_048
 PARTS_PER_BATCH = 4
-
-
-@dataclass
-class TrainingConfig:
-    """Everything the training plan needs besides the network's shape. Defaults are working values;
-    the paper's are ``lr_pretrain=5e-5``, ``lr=1e-8`` with 250 + 250 epochs."""
-
-    pretrain_epochs: int = 250
-    epochs: int = 250
-    lr_pretrain: float = 1e-3
-    lr: float = 1e-4
-    weight_rec_pretrain: float = 1.0
-    weight_zinb_pretrain: float = 0.5
-    weight_rec: float = 0.3
-    weight_zinb: float = 0.1
-    weight_kl: float = 0.5
-    weight_bce_graph: float = 0.1
-    weight_bce_ae: float = 0.1
-    batch_size: int = -1  # -1: automatic, 0: full batch, N: about N cells per mini-batch
-    kmeans_n_init: int = 20
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
-    log_every: int = 10
-    checkpoint_every: int = 0
-
-    def validate(self) -> None:
-        for name in ("pretrain_epochs", "epochs", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ScdefrError(f"{name.replace('_', ' ')} must be >= 0, got {getattr(self, name)}")
-        for name in ("lr_pretrain", "lr"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ScdefrError(f"{name.replace('_', ' ')} must be a positive number, got {value}")
-        for name in [f.name for f in dataclasses.fields(self) if f.name.startswith("weight_")]:
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ScdefrError(f"loss {name.replace('_', ' ')} must be >= 0, got {value}")
-        if self.batch_size < -1:
-            raise ScdefrError(f"batch size must be 0 (full batch), a positive number or automatic, got {self.batch_size}")
-        if self.kmeans_n_init < 1:
-            raise ScdefrError(f"kmeans n_init must be >= 1, got {self.kmeans_n_init}")
-        if self.log_every < 1:
-            raise ScdefrError(f"log every must be >= 1, got {self.log_every}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ScdefrError(f"device must be auto, cpu or cuda, got {self.device!r}")
-
-    def loss_weights(self, phase: str) -> dict[str, float]:
-        if phase == "pretrain":
-            return {"reconstruction": self.weight_rec_pretrain, "zinb": self.weight_zinb_pretrain}
-        return {
-            "reconstruction": self.weight_rec,
-            "zinb": self.weight_zinb,
-            "kl": self.weight_kl,
-            "bce_graph": self.weight_bce_graph,
-            "bce_ae": self.weight_bce_ae,
-        }
 
 
 def resolve_device(name: str) -> torch.device:
@@ -271,12 +215,16 @@ def epoch_seed(seed: int, phase: str, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, PHASES.index(phase), epoch]).generate_state(1)[0])
 
 
-def loss_terms(out, batch: Batch, phase: str) -> dict[str, torch.Tensor]:
+def loss_terms(out, batch: Batch, phase: str, graph_loss: str = "sampled") -> dict[str, torch.Tensor]:
     """Unweighted loss terms of one forward pass (float32, outside autocast)."""
-    terms = {
-        "reconstruction": edge_reconstruction_loss(
+    if graph_loss == "sampled":
+        reconstruction = sampled_edge_loss(out.z_graph, batch.edge_rows, batch.edge_cols, batch.n_cells)
+    else:
+        reconstruction = edge_reconstruction_loss(
             out.z_graph, batch.edge_rows, batch.edge_cols, batch.edge_weights, batch.n_cells
-        ),
+        )
+    terms = {
+        "reconstruction": reconstruction,
         "zinb": zinb_negative_log_likelihood(batch.target, out.mu, out.theta, out.pi),
     }
     if phase == "joint":
@@ -351,8 +299,24 @@ class TrainingPlan:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
+        """Adam over the network (group 0) and, once they exist, the cluster centres (group 1)."""
         lr = self.config.lr_pretrain if self.state.phase == "pretrain" else self.config.lr
-        return torch.optim.Adam(self.module.parameters(), lr=lr)
+        network = [p for name, p in self.module.named_parameters() if name != "cluster_centres"]
+        groups = [{"params": network}]
+        if self.module.cluster_centres is not None:
+            groups.append({"params": [self.module.cluster_centres]})
+        return torch.optim.Adam(groups, lr=lr)
+
+    def _start_joint_optimizer(self) -> None:
+        """Keep the network's Adam moments from pre-training, add the centres, switch to the joint rate.
+
+        A fresh Adam's first steps are sign steps of size lr on every weight; through wide layers
+        that moves the embedding away from the centres just fitted by KMeans (on 300 cells, one
+        such step sent every cell to one cluster). Continuing the moments avoids that jolt.
+        """
+        self.optimizer.add_param_group({"params": [self.module.cluster_centres]})
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr
 
     # --- phases --------------------------------------------------------------------------------
     def train(self, checkpoint_path: str | os.PathLike | None = None) -> TrainingState:
@@ -384,7 +348,7 @@ class TrainingPlan:
             for batch in self._batch_stream(seed):
                 with self._autocast():
                     out = self.module(batch.x, batch.adjacency, batch.cell_index, batch.size_factors)
-                terms = loss_terms(out, batch, phase)
+                terms = loss_terms(out, batch, phase, self.config.graph_loss)
                 loss = sum(weights[name] * value for name, value in terms.items())
                 if not torch.isfinite(loss):
                     raise ScdefrError(
@@ -427,7 +391,7 @@ class TrainingPlan:
         self.state.n_clusters_info = {"n_clusters": int(n_clusters), **info}
         logger.info("cluster centres initialised: K=%d (%s)", n_clusters, info.get("method", "given"))
         self.state.phase, self.state.epoch = "joint", 0
-        self.optimizer = self._new_optimizer()
+        self._start_joint_optimizer()
         self.save_checkpoint(self.checkpoint_path)
 
     # --- inference -----------------------------------------------------------------------------

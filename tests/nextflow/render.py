@@ -77,7 +77,7 @@ class RenderedTask:
     process: str
     qualified_name: str
     inputs: dict            # name -> value; staged files as {"name": file name, "source": absolute path}
-    directives: dict        # name -> [values], e.g. {"label": ["process_low"], "container": ["scdefr/qc:0.1.0"]}
+    directives: dict        # name -> [values], e.g. {"label": ["process_low"], "container": ["scdefr/qc:0.2.0"]}
     ext: dict               # evaluated task.ext.* (args, prefix, ...)
     publish_dir: list[dict]  # evaluated publishDir entries: {"path": ..., "mode": ...}
     when: bool

@@ -7,6 +7,10 @@ import logging
 
 HELP = "train scDEFR on a 'scdefr graph' output: fused embedding, soft assignments and clusters (+ model .pt)"
 
+from ..config import DEFAULT_HIDDEN_DIMS, GRAPH_LOSSES, ZINB_FORMS, TrainingConfig
+
+DEFAULTS = TrainingConfig()
+
 logger = logging.getLogger(__name__)
 
 
@@ -60,21 +64,24 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                           help="KMeans restarts for the cluster-centre initialisation (seeded by --seed)")
 
     network = parser.add_argument_group("train: network")
-    network.add_argument("--hidden-dims", type=_widths, default=[1024, 128, 24],
-                         help="encoder widths, comma-separated; the last is the embedding size (decoder mirrors them)")
+    network.add_argument("--hidden-dims", type=_widths, default=list(DEFAULT_HIDDEN_DIMS),
+                         help="encoder widths, comma-separated; the last is the embedding size (decoder mirrors "
+                              "them; the paper: 1024,128,24)")
     network.add_argument("--sigma", type=float, default=0.1,
                          help="layer-wise fusion: next input = (1 - sigma) * graph + sigma * autoencoder, in [0, 1]")
     network.add_argument("--dropout", type=float, default=0.01, help="dropout of every encoder/decoder layer (paper: 0.01)")
     network.add_argument("--tag-hops", type=int, default=3, help="TAGConv hops K (powers A^0..A^K of the adjacency)")
-    network.add_argument("--zinb-form", choices=("counts", "paper"), default="counts",
+    network.add_argument("--zinb-form", choices=ZINB_FORMS, default="counts",
                          help="counts: ZINB of the raw counts, mean scaled by size factors, separate heads; "
                               "paper: ZINB of log-normalised X, no size factors, heads sharing one weight matrix")
 
     training = parser.add_argument_group("train: optimisation")
-    training.add_argument("--pretrain-epochs", type=int, default=250, help="pre-training epochs (paper: 250)")
-    training.add_argument("--epochs", type=int, default=250, help="joint-training epochs (paper: 250)")
-    training.add_argument("--lr-pretrain", type=float, default=1e-3, help="Adam learning rate of pre-training (paper: 5e-5)")
-    training.add_argument("--lr", type=float, default=1e-4,
+    training.add_argument("--pretrain-epochs", type=int, default=DEFAULTS.pretrain_epochs,
+                          help="pre-training epochs (paper: 250)")
+    training.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="joint-training epochs (paper: 250)")
+    training.add_argument("--lr-pretrain", type=float, default=DEFAULTS.lr_pretrain,
+                          help="Adam learning rate of pre-training (paper: 5e-5)")
+    training.add_argument("--lr", type=float, default=DEFAULTS.lr,
                           help="Adam learning rate of joint training (paper: 1e-8, which barely moves the weights)")
     training.add_argument("--batch-size", type=_batch_size, default=-1, metavar="{auto,0,N}",
                           help="cells per mini-batch (Cluster-GCN parts of the graph); 0: full batch; "
@@ -82,6 +89,11 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     training.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     training.add_argument("--amp", action="store_true", help="bfloat16 mixed precision on CUDA (ignored on CPU)")
     training.add_argument("--log-every", type=int, default=10, help="log the loss terms every N epochs")
+
+    training.add_argument("--graph-loss", choices=GRAPH_LOSSES, default=DEFAULTS.graph_loss,
+                          help="graph reconstruction of z_graph: sampled = BCE on the kNN edges and as many random "
+                               "cell pairs (graph-autoencoder loss); paper = squared error to the normalised "
+                               "edge weights on the edges only")
 
     weights = parser.add_argument_group("train: loss weights (defaults as in the paper)")
     weights.add_argument("--weight-rec-pretrain", type=float, default=1.0, help="graph reconstruction, pre-training")
@@ -141,6 +153,7 @@ def main(args: argparse.Namespace) -> None:
         weight_kl=args.weight_kl,
         weight_bce_graph=args.weight_bce_graph,
         weight_bce_ae=args.weight_bce_ae,
+        graph_loss=args.graph_loss,
         batch_size=args.batch_size,
         kmeans_n_init=args.kmeans_n_init,
         seed=args.seed,

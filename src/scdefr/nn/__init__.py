@@ -8,6 +8,7 @@ from .layers import TAGConv, global_self_correlation, soft_assignment
 from .losses import (
     edge_reconstruction_loss,
     kl_clustering_loss,
+    sampled_edge_loss,
     target_distribution,
     zinb_negative_log_likelihood,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "edge_reconstruction_loss",
     "global_self_correlation",
     "kl_clustering_loss",
+    "sampled_edge_loss",
     "soft_assignment",
     "target_distribution",
     "zinb_negative_log_likelihood",

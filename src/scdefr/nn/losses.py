@@ -54,6 +54,29 @@ def edge_reconstruction_loss(
     return (torch.sigmoid(logits) - weights.float()).pow(2).sum() / n_cells
 
 
+def sampled_edge_loss(
+    z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n_cells: int
+) -> torch.Tensor:
+    r"""Graph-autoencoder reconstruction (Kipf & Welling 2016, as PyG's ``GAE.recon_loss``), linear in edges.
+
+    .. math:: -\operatorname{mean}_{(i,j) \in E} \log \sigma(z_i \cdot z_j)
+              -\operatorname{mean}_{(i,j) \sim U} \log (1 - \sigma(z_i \cdot z_j))
+
+    over the graph's edges and as many cell pairs drawn uniformly (from torch's global generator, so
+    a seeded epoch draws the same pairs). Why not the paper's term: its targets are the normalised
+    weights (about 1/k), so it pulls neighbours *apart* and, once the sigmoid saturates, gives no
+    signal at all; here neighbours are pulled together and random pairs apart (see BENCHMARKS.md).
+    """
+    z = z.float()
+    positive = (z[rows] * z[cols]).sum(dim=1)
+    sampled_rows = torch.randint(n_cells, rows.shape, device=z.device)
+    sampled_cols = torch.randint(n_cells, rows.shape, device=z.device)
+    negative = (z[sampled_rows] * z[sampled_cols]).sum(dim=1)
+    return F.binary_cross_entropy_with_logits(positive, torch.ones_like(positive)) + F.binary_cross_entropy_with_logits(
+        negative, torch.zeros_like(negative)
+    )
+
+
 def target_distribution(q: torch.Tensor) -> torch.Tensor:
     r"""DEC's sharpened target :math:`p_{ij} = (q_{ij}^2 / f_j) / \sum_{j'} (q_{ij'}^2 / f_{j'})`, :math:`f_j = \sum_i q_{ij}`.
 

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import DEFAULT_HIDDEN_DIMS, ZINB_FORMS
 from .layers import DenseBlock, GraphBlock, global_self_correlation, soft_assignment
 
-ZINB_FORMS = ("counts", "paper")
 MEAN_RANGE = (1e-5, 1e6)
 DISPERSION_RANGE = (1e-4, 1e4)
 
@@ -90,7 +90,7 @@ class SCDEFRModule(nn.Module):
         self,
         n_genes: int,
         n_cells: int,
-        hidden_dims: tuple[int, ...] | list[int] = (1024, 128, 24),
+        hidden_dims: tuple[int, ...] | list[int] = DEFAULT_HIDDEN_DIMS,
         sigma: float = 0.1,
         dropout: float = 0.01,
         hops: int = 3,

@@ -3,7 +3,7 @@ process SCDEFR_EXPORT {
     label 'process_single'
 
     conda "${moduleDir}/environment.yml"
-    container 'scdefr/export:0.1.0'
+    container 'scdefr/export:0.2.0'
 
     input:
     tuple val(meta), path(h5ad)

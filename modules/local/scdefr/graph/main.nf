@@ -3,7 +3,7 @@ process SCDEFR_GRAPH {
     label 'process_low'
 
     conda "${moduleDir}/environment.yml"
-    container 'scdefr/graph:0.1.0'
+    container 'scdefr/graph:0.2.0'
 
     input:
     tuple val(meta), path(h5ad)

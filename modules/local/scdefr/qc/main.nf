@@ -3,7 +3,7 @@ process SCDEFR_QC {
     label 'process_low'
 
     conda "${moduleDir}/environment.yml"
-    container 'scdefr/qc:0.1.0'
+    container 'scdefr/qc:0.2.0'
 
     input:
     tuple val(meta), path(counts)

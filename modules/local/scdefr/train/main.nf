@@ -5,7 +5,7 @@ process SCDEFR_TRAIN {
 
     conda "${moduleDir}/environment.yml"
     // task.accelerator is set by the 'gpu' profile: the CUDA image and --device cuda go together
-    container "${task.accelerator ? 'scdefr/train-cuda:0.1.0' : 'scdefr/train:0.1.0'}"
+    container "${task.accelerator ? 'scdefr/train-cuda:0.2.0' : 'scdefr/train:0.2.0'}"
 
     input:
     tuple val(meta), path(h5ad)

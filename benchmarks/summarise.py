@@ -1,0 +1,53 @@
+"""Markdown tables for BENCHMARKS.md from ``benchmarks/results/*.csv``: mean ± sample sd over seeds.
+
+    python benchmarks/summarise.py --tag v2_default            # scDEFR beside the baselines, per dataset
+    python benchmarks/summarise.py --tag v2_default --tag v2_paper_graph_loss
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from _common import RESULTS_DIR
+
+BASELINES = ("leiden_default", "leiden_true_k", "kmeans_pca")
+
+
+def mean_sd(values: pd.Series, digits: int = 3) -> str:
+    values = values.dropna()
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{digits}f} (1 seed)"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def quality_table(tags: list[str]) -> str:
+    runs = pd.read_csv(RESULTS_DIR / "scdefr_quality.csv")
+    baselines = pd.read_csv(RESULTS_DIR / "baselines.csv")
+    runs = runs[runs["tag"].isin(tags)].assign(k_mode=lambda frame: frame["k_mode"].astype(str).str.lower())
+    header = ("| dataset | tag | k | seeds | ARI | NMI | ACC | KMeans on z ARI | K found | train s | "
+              "best baseline ARI |")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for (dataset, tag, k_mode), group in runs.groupby(["dataset", "tag", "k_mode"], sort=True):
+        reference = baselines[baselines["dataset"] == dataset].groupby("method")["ari"].mean()
+        best = reference.reindex(list(BASELINES)).dropna()
+        best_text = f"{best.max():.3f} ({best.idxmax()})" if len(best) else "n/a"
+        lines.append(
+            f"| {dataset} | {tag} | {k_mode} | {group['seed'].nunique()} | {mean_sd(group['ari'])} | "
+            f"{mean_sd(group['nmi'])} | {mean_sd(group['acc'])} | {mean_sd(group['kmeans_z_ari'])} | "
+            f"{group['n_clusters'].mean():.1f} (true {int(group['true_k'].iloc[0])}) | "
+            f"{group['train_s'].mean():.0f} | {best_text} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tag", action="append", required=True, help="scdefr_quality.csv tag(s) to show")
+    args = parser.parse_args(argv)
+    print(quality_table(args.tag))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Defaults and validation of scDEFR's options, in one torch-free place.
+
+The command line (which must start without torch in the qc/graph/export images), the network, the
+training plan and the user-facing model all read their defaults from here. Where they differ from
+the paper, BENCHMARKS.md says which measurement chose them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from .errors import ScdefrError
+
+# Encoder widths (the paper: 1024, 128, 24); the last is the embedding size.
+DEFAULT_HIDDEN_DIMS = (256, 64, 16)
+# "counts": ZINB of the raw counts with size factors, separate heads; "paper": the paper's code's form.
+ZINB_FORMS = ("counts", "paper")
+# "sampled": GAE edges + sampled non-edges (default); "paper": masked squared error to the normalised weights.
+GRAPH_LOSSES = ("sampled", "paper")
+
+
+@dataclass
+class TrainingConfig:
+    """Everything the training plan needs besides the network's shape. Defaults come from the benchmark
+    (BENCHMARKS.md); the paper's are ``lr_pretrain=5e-5``, ``lr=1e-8``, 250 + 250 epochs, ``graph_loss='paper'``."""
+
+    pretrain_epochs: int = 60
+    epochs: int = 40
+    lr_pretrain: float = 1e-3
+    lr: float = 3e-4
+    weight_rec_pretrain: float = 1.0
+    weight_zinb_pretrain: float = 0.5
+    weight_rec: float = 0.3
+    weight_zinb: float = 0.1
+    weight_kl: float = 0.5
+    weight_bce_graph: float = 0.1
+    weight_bce_ae: float = 0.1
+    graph_loss: str = "sampled"
+    batch_size: int = -1  # -1: automatic, 0: full batch, N: about N cells per mini-batch
+    kmeans_n_init: int = 20
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    log_every: int = 10
+    checkpoint_every: int = 0
+
+    def validate(self) -> None:
+        for name in ("pretrain_epochs", "epochs", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ScdefrError(f"{name.replace('_', ' ')} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr_pretrain", "lr"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ScdefrError(f"{name.replace('_', ' ')} must be a positive number, got {value}")
+        for name in [f.name for f in dataclasses.fields(self) if f.name.startswith("weight_")]:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ScdefrError(f"loss {name.replace('_', ' ')} must be >= 0, got {value}")
+        if self.graph_loss not in GRAPH_LOSSES:
+            raise ScdefrError(f"graph loss must be one of {', '.join(GRAPH_LOSSES)}, got {self.graph_loss!r}")
+        if self.batch_size < -1:
+            raise ScdefrError(f"batch size must be 0 (full batch), a positive number or automatic, got {self.batch_size}")
+        if self.kmeans_n_init < 1:
+            raise ScdefrError(f"kmeans n_init must be >= 1, got {self.kmeans_n_init}")
+        if self.log_every < 1:
+            raise ScdefrError(f"log every must be >= 1, got {self.log_every}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ScdefrError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+    def loss_weights(self, phase: str) -> dict[str, float]:
+        if phase == "pretrain":
+            return {"reconstruction": self.weight_rec_pretrain, "zinb": self.weight_zinb_pretrain}
+        return {
+            "reconstruction": self.weight_rec,
+            "zinb": self.weight_zinb,
+            "kl": self.weight_kl,
+            "bce_graph": self.weight_bce_graph,
+            "bce_ae": self.weight_bce_ae,
+        }
