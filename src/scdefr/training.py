@@ -215,7 +215,7 @@ def epoch_seed(seed: int, phase: str, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, PHASES.index(phase), epoch]).generate_state(1)[0])
 
 
-def loss_terms(out, batch: Batch, phase: str, graph_loss: str = "sampled") -> dict[str, torch.Tensor]:
+def loss_terms(out, batch: Batch, phase: str, graph_loss: str) -> dict[str, torch.Tensor]:
     """Unweighted loss terms of one forward pass (float32, outside autocast)."""
     if graph_loss == "sampled":
         reconstruction = sampled_edge_loss(out.z_graph, batch.edge_rows, batch.edge_cols, batch.n_cells)

@@ -60,7 +60,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                                "number of Leiden communities (>= 0.5%% of cells) at --leiden-resolution")
     clusters.add_argument("--leiden-resolution", type=float, default=1.0, help="Leiden resolution for --n-clusters-method leiden")
     clusters.add_argument("--max-clusters", type=int, default=30, help="largest K that 'auto' may choose")
-    clusters.add_argument("--kmeans-n-init", type=int, default=20,
+    clusters.add_argument("--kmeans-n-init", type=int, default=DEFAULTS.kmeans_n_init,
                           help="KMeans restarts for the cluster-centre initialisation (seeded by --seed)")
 
     network = parser.add_argument_group("train: network")
@@ -83,12 +83,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                           help="Adam learning rate of pre-training (paper: 5e-5)")
     training.add_argument("--lr", type=float, default=DEFAULTS.lr,
                           help="Adam learning rate of joint training (paper: 1e-8, which barely moves the weights)")
-    training.add_argument("--batch-size", type=_batch_size, default=-1, metavar="{auto,0,N}",
+    training.add_argument("--batch-size", type=_batch_size, default=DEFAULTS.batch_size, metavar="{auto,0,N}",
                           help="cells per mini-batch (Cluster-GCN parts of the graph); 0: full batch; "
                                "auto: full batch up to 5,000 cells, else 2,048")
-    training.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    training.add_argument("--device", default=DEFAULTS.device, help="auto (CUDA when present), cpu, cuda or cuda:N")
     training.add_argument("--amp", action="store_true", help="bfloat16 mixed precision on CUDA (ignored on CPU)")
-    training.add_argument("--log-every", type=int, default=10, help="log the loss terms every N epochs")
+    training.add_argument("--log-every", type=int, default=DEFAULTS.log_every, help="log the loss terms every N epochs")
 
     training.add_argument("--graph-loss", choices=GRAPH_LOSSES, default=DEFAULTS.graph_loss,
                           help="graph reconstruction of z_graph: sampled = BCE on the kNN edges and as many random "
@@ -96,19 +96,19 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                                "edge weights on the edges only")
 
     weights = parser.add_argument_group("train: loss weights (defaults as in the paper)")
-    weights.add_argument("--weight-rec-pretrain", type=float, default=1.0, help="graph reconstruction, pre-training")
-    weights.add_argument("--weight-zinb-pretrain", type=float, default=0.5, help="ZINB, pre-training")
-    weights.add_argument("--weight-rec", type=float, default=0.3, help="graph reconstruction, joint training")
-    weights.add_argument("--weight-zinb", type=float, default=0.1, help="ZINB, joint training")
-    weights.add_argument("--weight-kl", type=float, default=0.5, help="KL(P || Q) of the fused embedding, joint training")
-    weights.add_argument("--weight-bce-graph", type=float, default=0.1, help="BCE(Q_graph, P_graph), joint training")
-    weights.add_argument("--weight-bce-ae", type=float, default=0.1, help="BCE(Q_ae, P_ae), joint training")
+    weights.add_argument("--weight-rec-pretrain", type=float, default=DEFAULTS.weight_rec_pretrain, help="graph reconstruction, pre-training")
+    weights.add_argument("--weight-zinb-pretrain", type=float, default=DEFAULTS.weight_zinb_pretrain, help="ZINB, pre-training")
+    weights.add_argument("--weight-rec", type=float, default=DEFAULTS.weight_rec, help="graph reconstruction, joint training")
+    weights.add_argument("--weight-zinb", type=float, default=DEFAULTS.weight_zinb, help="ZINB, joint training")
+    weights.add_argument("--weight-kl", type=float, default=DEFAULTS.weight_kl, help="KL(P || Q) of the fused embedding, joint training")
+    weights.add_argument("--weight-bce-graph", type=float, default=DEFAULTS.weight_bce_graph, help="BCE(Q_graph, P_graph), joint training")
+    weights.add_argument("--weight-bce-ae", type=float, default=DEFAULTS.weight_bce_ae, help="BCE(Q_ae, P_ae), joint training")
 
     files = parser.add_argument_group("train: model files")
     files.add_argument("--model-out", default=None,
                        help="model/checkpoint file (default: beside --output, S.model.pt for S.trained.h5ad); "
                             "load with torch.load(path, weights_only=True)")
-    files.add_argument("--checkpoint-every", type=int, default=0,
+    files.add_argument("--checkpoint-every", type=int, default=DEFAULTS.checkpoint_every,
                        help="also save the run to --model-out every N epochs (0: only at the end of each phase)")
     files.add_argument("--resume", default=None,
                        help="continue the run saved in this checkpoint (its options apply, except "
