@@ -8,6 +8,7 @@ structure the random initialisation already had). Labels score only; the plan ne
 
     python benchmarks/training_probe.py pbmc_10x_top2000 --checks 0 20 40 60 --joint-checks 10 40
     python benchmarks/training_probe.py pbmc_10x_top2000 --checks 20 --config graph_loss=paper
+    python benchmarks/training_probe.py pbmc_10x_top2000 --checks 0 --input-scaling none
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def main(argv=None):
     parser.add_argument("--checks", nargs="+", type=int, default=[0, 20, 40, 60], help="pre-training epochs to score at")
     parser.add_argument("--joint-checks", nargs="*", type=int, default=[10, 40], help="joint epochs to score at")
     parser.add_argument("--hidden-dims", default=None, help="e.g. 1024,128,24 (default: the package's)")
+    parser.add_argument("--input-scaling", default="scale", help="scale or none (what the encoders see of X)")
     parser.add_argument("--config", action="append", default=[], help="NAME=VALUE TrainingConfig field")
     parser.add_argument("--tag", default="probe")
     parser.add_argument("--threads", type=int, default=1)
@@ -79,7 +81,7 @@ def main(argv=None):
     adata = preprocess(args.dataset, args.seed)
     truth = adata.obs[LABEL_KEY].astype(str).to_numpy()
     k = len(set(truth))
-    graph = CellGraph.from_anndata(adata)
+    graph = CellGraph.from_anndata(adata, input_scaling=args.input_scaling)
     hidden = [int(w) for w in args.hidden_dims.split(",")] if args.hidden_dims else list(DEFAULT_HIDDEN_DIMS)
     torch.manual_seed(args.seed)
     module = SCDEFRModule(graph.n_genes, graph.n_cells, hidden_dims=hidden)
@@ -90,7 +92,7 @@ def main(argv=None):
 
     def record(phase: str, epoch: int) -> None:
         row = {"tag": args.tag, "dataset": args.dataset, "seed": args.seed, "phase": phase, "epoch": epoch,
-               "hidden_dims": ",".join(map(str, hidden)), "config": str(options),
+               "hidden_dims": ",".join(map(str, hidden)), "input_scaling": args.input_scaling, "config": str(options),
                "seconds": round(time.perf_counter() - started, 1),
                **score_embeddings(embeddings(plan), truth, k, args.seed)}
         append_rows(RESULTS_FILE, [row])

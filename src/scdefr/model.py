@@ -19,7 +19,14 @@ import torch
 
 from .errors import ScdefrError
 from .nn import SCDEFRModule
-from .config import DEFAULT_HIDDEN_DIMS, ZINB_FORMS
+from .config import (
+    DEFAULT_HIDDEN_DIMS,
+    DEFAULT_LEIDEN_RESOLUTION,
+    DEFAULT_N_CLUSTERS_METHOD,
+    INPUT_SCALINGS,
+    N_CLUSTERS_METHODS,
+    ZINB_FORMS,
+)
 from .training import (
     CellGraph,
     TrainingConfig,
@@ -31,7 +38,6 @@ from .training import (
 
 logger = logging.getLogger(__name__)
 
-N_CLUSTERS_METHODS = ("leiden", "silhouette")
 # Settings of the run itself (where and how it runs), not of the model: a resumed run may change them.
 RUNTIME_OPTIONS = ("device", "amp", "log_every", "checkpoint_every")
 
@@ -42,7 +48,8 @@ class SCDEFR:
     ``n_clusters`` is a number, or ``'auto'``: estimated without labels from the pre-trained
     embedding by :func:`scdefr.tl.estimate_n_clusters` (``n_clusters_method``, ``resolution``,
     ``max_clusters``). The network options are ``hidden_dims``, ``sigma``, ``dropout``, ``hops``
-    and ``zinb_form``; every other keyword is a :class:`scdefr.training.TrainingConfig` field
+    and ``zinb_form``; ``input_scaling`` says what the encoders see of X (``'scale'``: each gene
+    standardised, ``'none'``: X as it is, as the paper's code). Every other keyword is a :class:`scdefr.training.TrainingConfig` field
     (epochs, learning rates, loss weights, batch size, seed, device, amp, ...).
     """
 
@@ -51,14 +58,15 @@ class SCDEFR:
         adata,
         n_clusters: int | str = "auto",
         *,
-        n_clusters_method: str = "silhouette",
-        resolution: float = 1.0,
+        n_clusters_method: str = DEFAULT_N_CLUSTERS_METHOD,
+        resolution: float = DEFAULT_LEIDEN_RESOLUTION,
         max_clusters: int = 30,
         hidden_dims: tuple[int, ...] | list[int] = DEFAULT_HIDDEN_DIMS,
         sigma: float = 0.1,
         dropout: float = 0.01,
         hops: int = 3,
         zinb_form: str = "counts",
+        input_scaling: str = "scale",
         **training,
     ):
         unknown = set(training) - {f.name for f in dataclasses.fields(TrainingConfig)}
@@ -71,10 +79,11 @@ class SCDEFR:
             "n_clusters_method": n_clusters_method,
             "resolution": float(resolution),
             "max_clusters": int(max_clusters),
+            "input_scaling": input_scaling,
         }
         _check_options(self.options, hidden_dims, sigma, dropout, hops, zinb_form)
         self.adata = adata
-        self.graph = CellGraph.from_anndata(adata, zinb_form)
+        self.graph = CellGraph.from_anndata(adata, zinb_form, input_scaling)
         torch.manual_seed(self.config.seed)
         self.module = SCDEFRModule(
             n_genes=self.graph.n_genes,
@@ -158,6 +167,7 @@ class SCDEFR:
                 "n_clusters_method": self.options["n_clusters_method"],
                 "resolution": self.options["resolution"],
                 "max_clusters": self.options["max_clusters"],
+                "input_scaling": self.options["input_scaling"],
                 "batch_size_used": int(plan.batch_size),
             },
             "n_clusters": int(self.module.config["n_clusters"]),
@@ -201,7 +211,9 @@ class SCDEFR:
         model.config.validate()
         model.options = dict(extra["model_options"])
         model.adata = adata
-        model.graph = CellGraph.from_anndata(adata, checkpoint["module_config"]["zinb_form"])
+        model.graph = CellGraph.from_anndata(
+            adata, checkpoint["module_config"]["zinb_form"], model.options["input_scaling"]
+        )
         model.module = module_from_checkpoint(checkpoint)
         model.state = TrainingState(
             phase=checkpoint["phase"],
@@ -240,6 +252,8 @@ def _check_options(options: dict, hidden_dims, sigma, dropout, hops, zinb_form) 
         raise ScdefrError(f"dropout must be in [0, 1), got {dropout}")
     if hops < 0:
         raise ScdefrError(f"TAGConv hops must be >= 0, got {hops}")
+    if options["input_scaling"] not in INPUT_SCALINGS:
+        raise ScdefrError(f"input scaling must be one of {', '.join(INPUT_SCALINGS)}, got {options['input_scaling']!r}")
     if zinb_form not in ZINB_FORMS:
         raise ScdefrError(f"zinb form must be one of {', '.join(ZINB_FORMS)}, got {zinb_form!r}")
 

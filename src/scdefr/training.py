@@ -34,7 +34,7 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
-from .config import GRAPH_LOSSES, TrainingConfig  # noqa: F401  (re-exported: the plan's configuration)
+from .config import GRAPH_LOSSES, SCALE_CLIP, TrainingConfig  # noqa: F401  (re-exported: the plan's configuration)
 from .errors import ScdefrError
 from .nn import SCDEFRModule, edge_reconstruction_loss, kl_clustering_loss, sampled_edge_loss, target_distribution
 from .nn import zinb_negative_log_likelihood
@@ -75,6 +75,10 @@ class CellGraph:
     size_factors: np.ndarray
     adjacency: sp.csr_matrix
     pca: np.ndarray | None = None
+    # Per-gene centre and scale of X for the encoders (``None``: X as it is); applied batch by batch
+    # so a sparse X stays sparse in memory.
+    x_centre: np.ndarray | None = None
+    x_scale: np.ndarray | None = None
 
     @property
     def n_cells(self) -> int:
@@ -85,9 +89,14 @@ class CellGraph:
         return self.x.shape[1]
 
     @classmethod
-    def from_anndata(cls, adata, zinb_form: str = "counts") -> "CellGraph":
+    def from_anndata(cls, adata, zinb_form: str = "counts", input_scaling: str = "scale") -> "CellGraph":
         """Take X, the ZINB target (``layers['counts']`` or X itself for the paper's form), size
-        factors and ``obsp['scdefr_adjacency']``; refuse anything missing, non-finite or misshapen."""
+        factors and ``obsp['scdefr_adjacency']``; refuse anything missing, non-finite or misshapen.
+
+        ``input_scaling='scale'`` standardises each gene of X for the encoders: uncentred, the
+        symmetric-normalised propagation of the graph encoder mostly carries each cell's degree
+        times the mean profile, and training starts from an embedding without cell-type structure.
+        """
         n_cells, n_genes = adata.shape
         if n_cells < 2 or n_genes < 1:
             raise ScdefrError(f"input has {n_cells} cells and {n_genes} genes: nothing to train on")
@@ -118,7 +127,31 @@ class CellGraph:
             raise ScdefrError("obsp['scdefr_adjacency'] has NaN or infinite values")
         adjacency.eliminate_zeros()
         pca = np.asarray(adata.obsm["X_pca"], dtype=np.float32) if "X_pca" in adata.obsm else None
-        return cls(x=x, target=target, size_factors=size_factors, adjacency=adjacency, pca=pca)
+        graph = cls(x=x, target=target, size_factors=size_factors, adjacency=adjacency, pca=pca)
+        if input_scaling == "scale":
+            graph.x_centre, graph.x_scale = gene_centre_and_scale(x)
+        return graph
+
+    def encoder_input(self, cells: np.ndarray | None) -> np.ndarray:
+        """Dense X of ``cells`` (all when ``None``) as the encoders see it."""
+        rows = _dense_rows(self.x, cells)
+        if self.x_centre is None:
+            return rows
+        return np.clip((rows - self.x_centre) / self.x_scale, -SCALE_CLIP, SCALE_CLIP)
+
+
+def gene_centre_and_scale(x) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each gene over cells (a constant gene gets scale 1, as in sc.pp.scale)."""
+    n_cells = x.shape[0]
+    mean = np.asarray(x.sum(axis=0, dtype=np.float64)).ravel() / n_cells
+    if sp.issparse(x):
+        squares = np.asarray(x.multiply(x).sum(axis=0, dtype=np.float64)).ravel()
+    else:
+        squares = np.einsum("ij,ij->j", x, x, dtype=np.float64)
+    variance = (squares / n_cells - mean**2) * n_cells / (n_cells - 1)  # unbiased, as sc.pp.scale
+    scale = np.sqrt(np.clip(variance, 0.0, None))
+    scale[scale == 0] = 1.0
+    return mean.astype(np.float32), scale.astype(np.float32)
 
 
 def _as_matrix(matrix, name: str):
@@ -185,7 +218,7 @@ def make_batch(graph: CellGraph, cells: np.ndarray | None, device: torch.device)
         return torch.as_tensor(array, dtype=dtype).to(device)
 
     return Batch(
-        x=tensor(_dense_rows(graph.x, cells)),
+        x=tensor(graph.encoder_input(cells)),
         target=tensor(_dense_rows(graph.target, cells)),
         size_factors=tensor(graph.size_factors if cells is None else graph.size_factors[cells]),
         adjacency=sparse_adjacency.to(device),

@@ -7,7 +7,16 @@ import logging
 
 HELP = "train scDEFR on a 'scdefr graph' output: fused embedding, soft assignments and clusters (+ model .pt)"
 
-from ..config import DEFAULT_HIDDEN_DIMS, GRAPH_LOSSES, ZINB_FORMS, TrainingConfig
+from ..config import (
+    DEFAULT_HIDDEN_DIMS,
+    DEFAULT_LEIDEN_RESOLUTION,
+    DEFAULT_N_CLUSTERS_METHOD,
+    GRAPH_LOSSES,
+    INPUT_SCALINGS,
+    N_CLUSTERS_METHODS,
+    ZINB_FORMS,
+    TrainingConfig,
+)
 
 DEFAULTS = TrainingConfig()
 
@@ -55,10 +64,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     clusters.add_argument("--n-clusters", type=_n_clusters, default="auto",
                           help="number of clusters K, or 'auto': estimated from the pre-trained embedding "
                                "(never from labels); final clusters are argmax of the soft assignment Q")
-    clusters.add_argument("--n-clusters-method", choices=("silhouette", "leiden"), default="silhouette",
-                          help="how 'auto' picks K: best silhouette of KMeans over k=2..--max-clusters, or the "
-                               "number of Leiden communities (>= 0.5%% of cells) at --leiden-resolution")
-    clusters.add_argument("--leiden-resolution", type=float, default=1.0, help="Leiden resolution for --n-clusters-method leiden")
+    clusters.add_argument("--n-clusters-method", choices=N_CLUSTERS_METHODS, default=DEFAULT_N_CLUSTERS_METHOD,
+                          help="how 'auto' picks K: the number of Leiden communities (>= 0.5%% of cells) at "
+                               "--leiden-resolution, or the best silhouette of KMeans over k=2..--max-clusters")
+    clusters.add_argument("--leiden-resolution", type=float, default=DEFAULT_LEIDEN_RESOLUTION,
+                          help="Leiden resolution for --n-clusters-method leiden (low: the pre-trained embedding "
+                               "is finely structured)")
     clusters.add_argument("--max-clusters", type=int, default=30, help="largest K that 'auto' may choose")
     clusters.add_argument("--kmeans-n-init", type=int, default=DEFAULTS.kmeans_n_init,
                           help="KMeans restarts for the cluster-centre initialisation (seeded by --seed)")
@@ -74,6 +85,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     network.add_argument("--zinb-form", choices=ZINB_FORMS, default="counts",
                          help="counts: ZINB of the raw counts, mean scaled by size factors, separate heads; "
                               "paper: ZINB of log-normalised X, no size factors, heads sharing one weight matrix")
+    network.add_argument("--input-scaling", choices=INPUT_SCALINGS, default="scale",
+                         help="what the encoders see of X: scale = each gene centred and scaled to unit variance, "
+                              "clipped at +-10 (as sc.pp.scale); none = log-normalised X as it is (the paper's code)")
 
     training = parser.add_argument_group("train: optimisation")
     training.add_argument("--pretrain-epochs", type=int, default=DEFAULTS.pretrain_epochs,
@@ -142,6 +156,7 @@ def main(args: argparse.Namespace) -> None:
         dropout=args.dropout,
         hops=args.tag_hops,
         zinb_form=args.zinb_form,
+        input_scaling=args.input_scaling,
         pretrain_epochs=args.pretrain_epochs,
         epochs=args.epochs,
         lr_pretrain=args.lr_pretrain,
