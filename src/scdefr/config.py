@@ -22,6 +22,7 @@ GRAPH_LOSSES = ("sampled", "paper")
 # What the encoders see of X: "scale" = each gene centred to mean 0, variance 1, clipped at
 # +-SCALE_CLIP (sc.pp.scale's convention); "none" = log-normalised X as it is (the paper's code).
 INPUT_SCALINGS = ("scale", "none")
+DEFAULT_INPUT_SCALING = "scale"
 SCALE_CLIP = 10.0
 # How `--n-clusters auto` picks K on the pre-trained embedding. Leiden at a low resolution gave the
 # most stable K across the six benchmark datasets; the silhouette maximum often chose 2-3 clusters.

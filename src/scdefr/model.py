@@ -21,6 +21,7 @@ from .errors import ScdefrError
 from .nn import SCDEFRModule
 from .config import (
     DEFAULT_HIDDEN_DIMS,
+    DEFAULT_INPUT_SCALING,
     DEFAULT_LEIDEN_RESOLUTION,
     DEFAULT_N_CLUSTERS_METHOD,
     INPUT_SCALINGS,
@@ -49,8 +50,9 @@ class SCDEFR:
     embedding by :func:`scdefr.tl.estimate_n_clusters` (``n_clusters_method``, ``resolution``,
     ``max_clusters``). The network options are ``hidden_dims``, ``sigma``, ``dropout``, ``hops``
     and ``zinb_form``; ``input_scaling`` says what the encoders see of X (``'scale'``: each gene
-    standardised, ``'none'``: X as it is, as the paper's code). Every other keyword is a :class:`scdefr.training.TrainingConfig` field
-    (epochs, learning rates, loss weights, batch size, seed, device, amp, ...).
+    standardised, ``'none'``: X as it is, as the paper's code). Every other keyword is a
+    :class:`scdefr.training.TrainingConfig` field (epochs, learning rates, loss weights, batch
+    size, seed, device, amp, ...).
     """
 
     def __init__(
@@ -66,7 +68,7 @@ class SCDEFR:
         dropout: float = 0.01,
         hops: int = 3,
         zinb_form: str = "counts",
-        input_scaling: str = "scale",
+        input_scaling: str = DEFAULT_INPUT_SCALING,
         **training,
     ):
         unknown = set(training) - {f.name for f in dataclasses.fields(TrainingConfig)}

@@ -27,7 +27,7 @@ def estimate_n_clusters(
 
     ``leiden`` (default): Leiden communities (scanpy, igraph flavour) of the symmetrised kNN graph
     of the embedding at ``resolution`` (default 0.1: the pre-trained embedding is finely
-    structured, and resolution 1 split the benchmark datasets into 13-20 communities);
+    structured, and resolution 1 split the benchmark datasets into 13-24 communities);
     communities smaller than ``min_cluster_fraction`` of the cells (at least 3 cells) are not
     counted. The result is clipped to ``[2, max_clusters]``.
     ``silhouette``: KMeans for every k in ``2..max_clusters``; the k with the highest silhouette

@@ -34,7 +34,7 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
-from .config import GRAPH_LOSSES, SCALE_CLIP, TrainingConfig  # noqa: F401  (re-exported: the plan's configuration)
+from .config import DEFAULT_INPUT_SCALING, GRAPH_LOSSES, SCALE_CLIP, TrainingConfig  # noqa: F401  (re-exported: the plan's configuration)
 from .errors import ScdefrError
 from .nn import SCDEFRModule, edge_reconstruction_loss, kl_clustering_loss, sampled_edge_loss, target_distribution
 from .nn import zinb_negative_log_likelihood
@@ -89,7 +89,7 @@ class CellGraph:
         return self.x.shape[1]
 
     @classmethod
-    def from_anndata(cls, adata, zinb_form: str = "counts", input_scaling: str = "scale") -> "CellGraph":
+    def from_anndata(cls, adata, zinb_form: str = "counts", input_scaling: str = DEFAULT_INPUT_SCALING) -> "CellGraph":
         """Take X, the ZINB target (``layers['counts']`` or X itself for the paper's form), size
         factors and ``obsp['scdefr_adjacency']``; refuse anything missing, non-finite or misshapen.
 

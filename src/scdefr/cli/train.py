@@ -9,6 +9,7 @@ HELP = "train scDEFR on a 'scdefr graph' output: fused embedding, soft assignmen
 
 from ..config import (
     DEFAULT_HIDDEN_DIMS,
+    DEFAULT_INPUT_SCALING,
     DEFAULT_LEIDEN_RESOLUTION,
     DEFAULT_N_CLUSTERS_METHOD,
     GRAPH_LOSSES,
@@ -85,7 +86,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     network.add_argument("--zinb-form", choices=ZINB_FORMS, default="counts",
                          help="counts: ZINB of the raw counts, mean scaled by size factors, separate heads; "
                               "paper: ZINB of log-normalised X, no size factors, heads sharing one weight matrix")
-    network.add_argument("--input-scaling", choices=INPUT_SCALINGS, default="scale",
+    network.add_argument("--input-scaling", choices=INPUT_SCALINGS, default=DEFAULT_INPUT_SCALING,
                          help="what the encoders see of X: scale = each gene centred and scaled to unit variance, "
                               "clipped at +-10 (as sc.pp.scale); none = log-normalised X as it is (the paper's code)")
 
