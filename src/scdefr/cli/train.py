@@ -15,6 +15,7 @@ from ..config import (
     GRAPH_LOSSES,
     INPUT_SCALINGS,
     N_CLUSTERS_METHODS,
+    SCALE_CLIP,
     ZINB_FORMS,
     TrainingConfig,
 )
@@ -88,7 +89,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                               "paper: ZINB of log-normalised X, no size factors, heads sharing one weight matrix")
     network.add_argument("--input-scaling", choices=INPUT_SCALINGS, default=DEFAULT_INPUT_SCALING,
                          help="what the encoders see of X: scale = each gene centred and scaled to unit variance, "
-                              "clipped at +-10 (as sc.pp.scale); none = log-normalised X as it is (the paper's code)")
+                              f"clipped at +-{SCALE_CLIP:g} (as sc.pp.scale); none = log-normalised X as it is "
+                              "(the paper's code)")
 
     training = parser.add_argument_group("train: optimisation")
     training.add_argument("--pretrain-epochs", type=int, default=DEFAULTS.pretrain_epochs,
