@@ -20,13 +20,14 @@ logger = logging.getLogger("benchmarks.baselines")
 RESULTS_FILE = "baselines.csv"
 
 
-def preprocess(name: str, seed: int):
-    """Counts -> the graph-step AnnData, through the same package functions `scdefr run` uses."""
+def preprocess(name: str, seed: int, qc: dict | None = None, graph: dict | None = None):
+    """Counts -> the graph-step AnnData, through the same package functions `scdefr run` uses
+    (``qc`` / ``graph``: keywords for ``pp.qc`` / ``pp.build_graph`` other than their defaults)."""
     from scdefr import io, pp
 
     adata = io.read_counts(dataset_path(name))
-    adata = pp.qc(adata)
-    pp.build_graph(adata, seed=seed)
+    adata = pp.qc(adata, **(qc or {}))
+    pp.build_graph(adata, seed=seed, **(graph or {}))
     return adata
 
 

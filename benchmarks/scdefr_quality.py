@@ -9,7 +9,8 @@ and for the true-k runs to say how many clusters to ask for.
         --param pretrain_epochs=200 --tag default
 
 ``--param name=value`` is passed to ``scdefr.tl.scdefr`` as a keyword (value read as a Python
-literal when it is one), which is how the tuning grid varies learning rates, epochs, sigma, ...
+literal when it is one), which is how the tuning grid varies learning rates, epochs, sigma, ...;
+``--qc-param`` / ``--graph-param`` go to ``pp.qc`` / ``pp.build_graph`` (genes, neighbours).
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ def parse_params(pairs: list[str]) -> dict:
     return params
 
 
-def run_one(name: str, seed: int, k_mode: str, params: dict, tag: str) -> dict:
+def run_one(name: str, seed: int, k_mode: str, params: dict, tag: str, prep: dict) -> dict:
     from scdefr import tl
 
-    adata = preprocess(name, seed)
+    adata = preprocess(name, seed, prep["qc"], prep["graph"])
     truth = adata.obs[LABEL_KEY].to_numpy()
     true_k = len(set(truth))
     training_view = adata.copy()
@@ -60,22 +61,23 @@ def run_one(name: str, seed: int, k_mode: str, params: dict, tag: str) -> dict:
     row = {
         "tag": tag, "dataset": name, "seed": seed, "k_mode": k_mode, "true_k": true_k,
         "n_clusters": len(set(labels)), "n_cells": adata.n_obs, "train_s": round(t["seconds"], 1),
-        "params": json.dumps(params, sort_keys=True), **score(truth, labels), **kmeans_scores,
+        "params": json.dumps({**params, **prep["qc"], **prep["graph"]}, sort_keys=True), **score(truth, labels), **kmeans_scores,
     }
     training = info["params"]["training"]
-    row.update(pretrain_epochs=training["pretrain_epochs"], epochs=training["epochs"],
+    row.update(pretrain_epochs=info["params"]["pretrain_epochs_used"], epochs=info["params"]["epochs_used"],
                lr_pretrain=training["lr_pretrain"], lr=training["lr"],
                final_pretrain_loss=float(info["history"]["pretrain"]["loss"][-1]),
                final_joint_loss=float(info["history"]["joint"]["loss"][-1]))
     return row
 
 
-def run(datasets, seeds, k_modes, params, tag) -> list[dict]:
+def run(datasets, seeds, k_modes, params, tag, prep=None) -> list[dict]:
+    prep = prep or {"qc": {}, "graph": {}}
     rows = []
     for name in datasets:
         for seed in seeds:
             for k_mode in k_modes:
-                row = run_one(name, seed, k_mode, params, tag)
+                row = run_one(name, seed, k_mode, params, tag, prep)
                 append_rows(RESULTS_FILE, [row])
                 logger.info("[%s] %s seed %d k=%s(%d): ARI %.3f NMI %.3f ACC %.3f in %.0f s", tag, name, seed,
                             k_mode, row["n_clusters"], row["ari"], row["nmi"], row["acc"], row["train_s"])
@@ -89,6 +91,8 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--k", nargs="+", choices=("true", "auto"), default=["true", "auto"], dest="k_modes")
     parser.add_argument("--param", action="append", default=[], help="NAME=VALUE keyword for scdefr.tl.scdefr")
+    parser.add_argument("--qc-param", action="append", default=[], help="NAME=VALUE keyword for scdefr.pp.qc")
+    parser.add_argument("--graph-param", action="append", default=[], help="NAME=VALUE keyword for scdefr.pp.build_graph")
     parser.add_argument("--tag", default="default", help="label of this configuration in the results table")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -96,7 +100,8 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    run(args.datasets, args.seeds, args.k_modes, parse_params(args.param), args.tag)
+    prep = {"qc": parse_params(args.qc_param), "graph": parse_params(args.graph_param)}
+    run(args.datasets, args.seeds, args.k_modes, parse_params(args.param), args.tag, prep)
 
 
 if __name__ == "__main__":

@@ -27,21 +27,9 @@ RESULTS_FILE = "training_probe.csv"
 
 def embeddings(plan) -> dict[str, np.ndarray]:
     """Evaluation-mode z, z_ae, z_graph (and Q once the centres exist) of every cell."""
-    import torch
-
-    plan.refresh_batchnorm()
-    module, n_cells = plan.module, plan.graph.n_cells
-    found: dict[str, np.ndarray] = {}
-    with torch.no_grad():
-        for batch in plan._batch_stream(None):
-            out = module(batch.x, batch.adjacency, batch.cell_index, batch.size_factors)
-            index = batch.cell_index.cpu().numpy()
-            for name in ("z", "z_ae", "z_graph", "q"):
-                value = getattr(out, name)
-                if value is None:
-                    continue
-                found.setdefault(name, np.zeros((n_cells, value.shape[1]), dtype=np.float32))[index] = value.cpu().numpy()
-    return found
+    out = plan.infer()
+    return {name: getattr(out, name).float().cpu().numpy()
+            for name in ("z", "z_ae", "z_graph", "q") if getattr(out, name) is not None}
 
 
 def score_embeddings(found: dict, truth: np.ndarray, k: int, seed: int) -> dict[str, float]:

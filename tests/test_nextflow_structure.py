@@ -184,6 +184,17 @@ def test_schema_defaults_equal_the_config_defaults(schema):
     jsonschema.Draft202012Validator(schema).validate(given)
 
 
+@pytest.mark.parametrize("name", ["n_clusters", "pretrain_epochs", "epochs", "batch_size"])
+def test_auto_or_number_params_accept_a_number_from_the_command_line(schema, name):
+    """Nextflow reads `--epochs 30` as the integer 30: the schema must take it as well as 'auto'."""
+    validator = jsonschema.Draft202012Validator(_schema_properties(schema)[name])
+    for good in ("auto", "30", 30):
+        validator.validate(good)
+    for bad in ("many", -1, 2.5):
+        with pytest.raises(jsonschema.ValidationError):
+            validator.validate(bad)
+
+
 def _command_line(task, step):
     """The `scdefr_<step>.py ...` command of a rendered script, as scdefr's own parser sees it."""
     words = shlex.split(task.script.replace("\\\n", " "))

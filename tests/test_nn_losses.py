@@ -91,6 +91,20 @@ def test_target_distribution_and_kl_match_hand_computation():
     assert np.all(p.max(axis=1) >= q.max(axis=1) - 1e-12)
 
 
+def test_batch_target_with_global_frequencies_equals_the_full_target():
+    """A mini-batch's target from the cluster sizes of all cells is the full-data target's rows; with
+    the batch's own sizes it is not (the batch misses most of the cluster 2 cells)."""
+    rng = np.random.default_rng(5)
+    q = rng.dirichlet([1.0, 1.0, 1.0], size=30)
+    q[:20, 2] *= 0.1
+    q /= q.sum(axis=1, keepdims=True)
+    full = target_distribution(_t(q)).numpy()
+    batch = _t(q[:10])
+    with_global = target_distribution(batch, _t(q.sum(axis=0))).numpy()
+    np.testing.assert_allclose(with_global, full[:10], rtol=1e-12)
+    assert not np.allclose(target_distribution(batch).numpy(), full[:10], rtol=1e-3)
+
+
 def test_sampled_edge_loss_matches_formula_with_the_same_draws():
     rng = np.random.default_rng(4)
     n, d = 15, 3

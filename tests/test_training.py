@@ -7,7 +7,8 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from builders import make_graph_adata
-from scdefr import tl
+from scdefr import config, tl
+from scdefr.config import EPOCH_REFERENCE_CELLS, MIN_AUTO_EPOCHS, resolve_epochs
 from scdefr.errors import ScdefrError
 from scdefr.model import SCDEFR
 from scdefr.nn import SCDEFRModule
@@ -74,9 +75,11 @@ def test_output_independent_of_labels_and_deterministic():
         np.testing.assert_array_equal(embedding, results[0][0])
         np.testing.assert_array_equal(clusters, results[0][1])
 
-def test_checkpoint_loads_weights_only_and_resume_continues_exactly(tmp_path, monkeypatch):
+@pytest.mark.parametrize("batch_size", [0, 60])
+def test_checkpoint_loads_weights_only_and_resume_continues_exactly(tmp_path, monkeypatch, batch_size):
+    options = {**QUICK, "batch_size": batch_size}
     reference = make_graph_adata()
-    tl.scdefr(reference, 4, **QUICK)
+    tl.scdefr(reference, 4, **options)
 
     class Interrupted(Exception):
         pass
@@ -92,12 +95,14 @@ def test_checkpoint_loads_weights_only_and_resume_continues_exactly(tmp_path, mo
     interrupted = make_graph_adata()
     monkeypatch.setattr(TrainingPlan, "_after_epoch", stop_in_joint_phase)
     with pytest.raises(Interrupted):
-        tl.scdefr(interrupted, 4, checkpoint_path=path, checkpoint_every=2, **QUICK)
+        tl.scdefr(interrupted, 4, checkpoint_path=path, checkpoint_every=2, **options)
     monkeypatch.undo()
 
     saved = torch.load(path, weights_only=True)
     assert saved["phase"] == "joint" and saved["epoch"] == 4
     assert len(saved["history"]["joint"]["loss"]) == 4 and saved["optimizer"]["state"]
+    if batch_size:  # the next epoch's targets use the soft cluster sizes of all cells, saved with the run
+        assert sum(saved["cluster_frequencies"]["q"]) == pytest.approx(reference.n_obs, rel=1e-4)
 
     resumed = make_graph_adata()
     tl.scdefr(resumed, checkpoint_path=path, resume=path)
@@ -153,7 +158,7 @@ def test_bad_input_is_one_line_error(change, message):
     [
         ({"n_clusters": 41}, "exceeds the number of cells"),
         ({"n_clusters": 0}, "positive integer"),
-        ({"pretrain_epochs": -1}, "pretrain epochs"),
+        ({"pretrain_epochs": -2}, "pretrain epochs"),
         ({"sigma": 1.5}, "sigma"),
         ({"lr": 0.0}, "lr"),
         ({"dropout": 1.0}, "dropout"),
@@ -215,6 +220,23 @@ def test_short_default_schedule_fills_every_cluster_asked_for():
     sizes = adata.obs["scdefr_cluster"].value_counts()
     assert (sizes > 0).sum() == 4
     assert adjusted_rand_score(adata.obs["cell_type"], adata.obs["scdefr_cluster"]) > 0.9
+
+
+def test_automatic_epochs_keep_the_cells_seen_above_the_reference_size():
+    assert resolve_epochs(-1, 60, 5_000) == 60 and resolve_epochs(-1, 60, EPOCH_REFERENCE_CELLS) == 60
+    assert resolve_epochs(-1, 60, 5 * EPOCH_REFERENCE_CELLS) == 12
+    assert resolve_epochs(-1, 40, 1000 * EPOCH_REFERENCE_CELLS) == MIN_AUTO_EPOCHS
+    assert resolve_epochs(7, 60, 1000 * EPOCH_REFERENCE_CELLS) == 7  # a number given is kept
+
+
+def test_training_runs_the_automatic_schedule(monkeypatch):
+    monkeypatch.setattr(config, "EPOCH_REFERENCE_CELLS", 20)
+    adata = make_graph_adata(n_cells=120)
+    quick = {k: v for k, v in QUICK.items() if not k.endswith("epochs")}
+    tl.scdefr(adata, 3, **quick)
+    params, history = adata.uns["scdefr"]["params"], adata.uns["scdefr"]["history"]
+    assert (params["pretrain_epochs_used"], params["epochs_used"]) == (10, 7)  # 60 and 40 x 20 / 120
+    assert len(history["pretrain"]["loss"]) == 10 and len(history["joint"]["loss"]) == 7
 
 
 def test_paper_graph_loss_remains_available():

@@ -29,15 +29,30 @@ SCALE_CLIP = 10.0
 N_CLUSTERS_METHODS = ("leiden", "silhouette")
 DEFAULT_N_CLUSTERS_METHOD = "leiden"
 DEFAULT_LEIDEN_RESOLUTION = 0.1
+# Epochs of each phase for up to EPOCH_REFERENCE_CELLS cells. Above that a mini-batched epoch takes
+# proportionally more optimiser steps, so the automatic schedule (epochs = -1) shrinks the epochs in
+# proportion: every run sees about as many cells as a reference-size run, and at least
+# MIN_AUTO_EPOCHS epochs per phase.
+DEFAULT_PRETRAIN_EPOCHS = 60
+DEFAULT_EPOCHS = 40
+EPOCH_REFERENCE_CELLS = 20_000
+MIN_AUTO_EPOCHS = 2
+
+
+def resolve_epochs(epochs: int, default: int, n_cells: int) -> int:
+    """-1 (automatic) gives ``default`` up to EPOCH_REFERENCE_CELLS cells, proportionally fewer above."""
+    if epochs != -1:
+        return epochs
+    return max(MIN_AUTO_EPOCHS, round(default * min(1.0, EPOCH_REFERENCE_CELLS / n_cells)))
 
 
 @dataclass
 class TrainingConfig:
     """Everything the training plan needs besides the network's shape. Defaults come from the benchmark
-    (BENCHMARKS.md); the paper's are ``lr_pretrain=5e-5``, ``lr=1e-8``, 250 + 250 epochs, ``graph_loss='paper'``."""
+    (BENCHMARKS.md); epochs and batch size -1 are automatic (sized by the number of cells); the paper's are ``lr_pretrain=5e-5``, ``lr=1e-8``, 250 + 250 epochs, ``graph_loss='paper'``."""
 
-    pretrain_epochs: int = 60
-    epochs: int = 40
+    pretrain_epochs: int = -1  # -1: automatic (see resolve_epochs)
+    epochs: int = -1
     lr_pretrain: float = 1e-3
     lr: float = 3e-4
     weight_rec_pretrain: float = 1.0
@@ -57,9 +72,11 @@ class TrainingConfig:
     checkpoint_every: int = 0
 
     def validate(self) -> None:
-        for name in ("pretrain_epochs", "epochs", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ScdefrError(f"{name.replace('_', ' ')} must be >= 0, got {getattr(self, name)}")
+        for name in ("pretrain_epochs", "epochs"):
+            if getattr(self, name) < -1:
+                raise ScdefrError(f"{name.replace('_', ' ')} must be >= 0 or automatic, got {getattr(self, name)}")
+        if self.checkpoint_every < 0:
+            raise ScdefrError(f"checkpoint every must be >= 0, got {self.checkpoint_every}")
         for name in ("lr_pretrain", "lr"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):

@@ -171,6 +171,8 @@ class SCDEFR:
                 "max_clusters": self.options["max_clusters"],
                 "input_scaling": self.options["input_scaling"],
                 "batch_size_used": int(plan.batch_size),
+                "pretrain_epochs_used": int(plan.pretrain_epochs),
+                "epochs_used": int(plan.epochs),
             },
             "n_clusters": int(self.module.config["n_clusters"]),
             "n_clusters_choice": _writable(self.state.n_clusters_info),
@@ -222,6 +224,7 @@ class SCDEFR:
             epoch=int(checkpoint["epoch"]),
             history=checkpoint["history"],
             n_clusters_info=checkpoint["n_clusters_info"],
+            cluster_frequencies=checkpoint.get("cluster_frequencies", {}),
         )
         model._optimizer_state = checkpoint["optimizer"] or None
         model._plan = None

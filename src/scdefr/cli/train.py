@@ -8,10 +8,13 @@ import logging
 HELP = "train scDEFR on a 'scdefr graph' output: fused embedding, soft assignments and clusters (+ model .pt)"
 
 from ..config import (
+    DEFAULT_EPOCHS,
     DEFAULT_HIDDEN_DIMS,
     DEFAULT_INPUT_SCALING,
     DEFAULT_LEIDEN_RESOLUTION,
     DEFAULT_N_CLUSTERS_METHOD,
+    DEFAULT_PRETRAIN_EPOCHS,
+    EPOCH_REFERENCE_CELLS,
     GRAPH_LOSSES,
     INPUT_SCALINGS,
     N_CLUSTERS_METHODS,
@@ -44,6 +47,7 @@ def _keyword_or_int(keyword: str, keyword_value, minimum: int, expected: str):
 
 _n_clusters = _keyword_or_int("auto", "auto", 1, "'auto' or a positive integer")
 _batch_size = _keyword_or_int("auto", -1, 0, "'auto', 0 (full batch) or a positive integer")
+_epochs = _keyword_or_int("auto", -1, 0, "'auto' or an integer >= 0")
 
 
 def _widths(value: str) -> list[int]:
@@ -93,14 +97,16 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                               "(the paper's code)")
 
     training = parser.add_argument_group("train: optimisation")
-    training.add_argument("--pretrain-epochs", type=int, default=DEFAULTS.pretrain_epochs,
-                          help="pre-training epochs (paper: 250)")
-    training.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="joint-training epochs (paper: 250)")
+    auto_epochs = f"up to {EPOCH_REFERENCE_CELLS:,} cells, proportionally fewer above (paper: 250)"
+    training.add_argument("--pretrain-epochs", type=_epochs, default="auto", metavar="{auto,N}",
+                          help=f"pre-training epochs; auto: {DEFAULT_PRETRAIN_EPOCHS} {auto_epochs}")
+    training.add_argument("--epochs", type=_epochs, default="auto", metavar="{auto,N}",
+                          help=f"joint-training epochs; auto: {DEFAULT_EPOCHS} {auto_epochs}")
     training.add_argument("--lr-pretrain", type=float, default=DEFAULTS.lr_pretrain,
                           help="Adam learning rate of pre-training (paper: 5e-5)")
     training.add_argument("--lr", type=float, default=DEFAULTS.lr,
                           help="Adam learning rate of joint training (paper: 1e-8, which barely moves the weights)")
-    training.add_argument("--batch-size", type=_batch_size, default=DEFAULTS.batch_size, metavar="{auto,0,N}",
+    training.add_argument("--batch-size", type=_batch_size, default="auto", metavar="{auto,0,N}",
                           help="cells per mini-batch (Cluster-GCN parts of the graph); 0: full batch; "
                                "auto: full batch up to 5,000 cells, else 2,048")
     training.add_argument("--device", default=DEFAULTS.device, help="auto (CUDA when present), cpu, cuda or cuda:N")

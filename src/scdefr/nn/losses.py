@@ -77,14 +77,18 @@ def sampled_edge_loss(
     )
 
 
-def target_distribution(q: torch.Tensor) -> torch.Tensor:
+def target_distribution(q: torch.Tensor, frequencies: torch.Tensor | None = None) -> torch.Tensor:
     r"""DEC's sharpened target :math:`p_{ij} = (q_{ij}^2 / f_j) / \sum_{j'} (q_{ij'}^2 / f_{j'})`, :math:`f_j = \sum_i q_{ij}`.
 
-    Returned detached: the target is held fixed within a step, as in DEC (the paper's code lets
-    gradients flow through it as well; a fixed target is the estimator DEC defines).
+    ``frequencies`` are the soft cluster sizes f over *all* cells, for when ``q`` holds a mini-batch:
+    a Cluster-GCN batch covers a few graph communities, and its own f would inflate the clusters
+    absent from it, pulling its cells towards them. Only the ratios of f matter. Returned detached:
+    the target is held fixed within a step, as in DEC (the paper's code lets gradients flow through
+    it as well; a fixed target is the estimator DEC defines).
     """
     q = q.detach()
-    weight = q.pow(2) / q.sum(dim=0, keepdim=True)
+    f = q.sum(dim=0, keepdim=True) if frequencies is None else frequencies.reshape(1, -1).to(q)
+    weight = q.pow(2) / f
     return weight / weight.sum(dim=1, keepdim=True)
 
 

@@ -23,9 +23,9 @@ class ModuleOutput:
     z: torch.Tensor
     z_ae: torch.Tensor
     z_graph: torch.Tensor
-    pi: torch.Tensor
-    theta: torch.Tensor
-    mu: torch.Tensor
+    pi: torch.Tensor | None  # the ZINB parameters: None when the pass did not decode
+    theta: torch.Tensor | None
+    mu: torch.Tensor | None
     q: torch.Tensor | None = None
     q_ae: torch.Tensor | None = None
     q_graph: torch.Tensor | None = None
@@ -143,14 +143,20 @@ class SCDEFRModule(nn.Module):
         return h_ae, h_graph
 
     def forward(
-        self, x: torch.Tensor, adjacency: torch.Tensor, cell_index: torch.Tensor, size_factors: torch.Tensor
+        self,
+        x: torch.Tensor,
+        adjacency: torch.Tensor,
+        cell_index: torch.Tensor,
+        size_factors: torch.Tensor | None,
+        decode: bool = True,
     ) -> ModuleOutput:
+        """``decode=False`` skips the ZINB decoder (cells x genes outputs): embedding and assignments only."""
         z_ae, z_graph = self.encode(x, adjacency)
         z_cell = self.fusion_ae[cell_index] * z_ae + self.fusion_graph[cell_index] * z_graph
         with torch.autocast(device_type=x.device.type, enabled=False):
             z_local = torch.sparse.mm(adjacency, z_cell.float())
         z = self.alpha * global_self_correlation(z_local) + z_local
-        pi, theta, mu = self.decoder(z, size_factors)
+        pi, theta, mu = self.decoder(z, size_factors) if decode else (None, None, None)
         out = ModuleOutput(z=z, z_ae=z_ae, z_graph=z_graph, pi=pi, theta=theta, mu=mu)
         if self.cluster_centres is not None:
             out.q = soft_assignment(z, self.cluster_centres)
