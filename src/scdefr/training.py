@@ -35,8 +35,14 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
-from .config import DEFAULT_EPOCHS, DEFAULT_PRETRAIN_EPOCHS, resolve_epochs
-from .config import DEFAULT_INPUT_SCALING, GRAPH_LOSSES, SCALE_CLIP, TrainingConfig  # noqa: F401  (re-exported: the plan's configuration)
+from .config import (
+    DEFAULT_EPOCHS,
+    DEFAULT_INPUT_SCALING,
+    DEFAULT_PRETRAIN_EPOCHS,
+    SCALE_CLIP,
+    TrainingConfig,
+    resolve_epochs,
+)
 from .errors import ScdefrError
 from .nn import ModuleOutput, SCDEFRModule, edge_reconstruction_loss, kl_clustering_loss, sampled_edge_loss, target_distribution
 from .nn import zinb_negative_log_likelihood
