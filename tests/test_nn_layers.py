@@ -19,9 +19,10 @@ def _sparse(dense):
     return torch.tensor(dense, dtype=torch.float32).to_sparse().coalesce()
 
 
-def test_tagconv_equals_dense_formula():
+@pytest.mark.parametrize("hops", [0, 1, 3])
+def test_tagconv_equals_dense_formula(hops):
     torch.manual_seed(0)
-    n, hops = 15, 3
+    n = 15
     adjacency = _normalised_adjacency(n)
     x = np.random.default_rng(1).normal(size=(n, 6))
     conv = TAGConv(6, 4, hops=hops)
@@ -33,6 +34,15 @@ def test_tagconv_equals_dense_formula():
     expected = expected + conv.bias.detach().double().numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     assert len(conv.linears) == hops + 1
+
+
+def test_tagconv_propagates_output_width_not_input(monkeypatch):
+    """Horner's rule: each hop's sparse product carries out_features columns, not the input's."""
+    widths, sparse_mm = [], torch.sparse.mm
+    monkeypatch.setattr(torch.sparse, "mm", lambda a, b: widths.append(b.shape[1]) or sparse_mm(a, b))
+    conv = TAGConv(50, 4, hops=3)
+    conv(torch.randn(15, 50), _sparse(_normalised_adjacency(15)))
+    assert widths == [4, 4, 4]
 
 
 @pytest.mark.parametrize("block_elements", [2**24, 40 * 7], ids=["one-block", "row-blocks"])

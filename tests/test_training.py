@@ -1,5 +1,7 @@
 """Training plan, user model and tl.scdefr: correctness, label blindness, determinism, checkpoints."""
 
+import copy
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -137,6 +139,24 @@ def test_mini_batches_cover_cells_and_renormalise_subgraph():
     assert adata.uns["scdefr"]["params"]["batch_size_used"] == 120
     # an approximation: on 240 cells two batches lose much of the graph, yet the types still show
     assert adjusted_rand_score(adata.obs["cell_type"], adata.obs["scdefr_cluster"]) > 0.9
+
+def test_inference_is_one_pass_over_the_whole_graph():
+    """Trained in mini-batches, embedded over the whole graph: for the same weights z equals the
+    full-batch plan's (no edge between batches is cut), and BatchNorm holds all cells' statistics."""
+    graph = CellGraph.from_anndata(make_graph_adata())
+    module = SCDEFRModule(graph.n_genes, graph.n_cells, hidden_dims=QUICK["hidden_dims"])
+    batched = TrainingPlan(module, graph, TrainingConfig(batch_size=60, kmeans_n_init=2), lambda z: (4, {}))
+    batched._run_phase("pretrain", 2)
+    full = TrainingPlan(copy.deepcopy(module), graph, TrainingConfig(batch_size=0), lambda z: (4, {}))
+    z_batched, z_full = batched.embed()[0], full.embed()[0]
+    np.testing.assert_allclose(z_batched, z_full, rtol=1e-5, atol=1e-5)
+
+    linear, norm = module.autoencoder[0][0], module.autoencoder[0][1]
+    with torch.no_grad():
+        first_layer = linear(torch.as_tensor(graph.encoder_input(None)))
+    torch.testing.assert_close(norm.running_mean, first_layer.mean(dim=0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(norm.running_var, first_layer.var(dim=0), rtol=1e-4, atol=1e-5)
+    assert norm.momentum == 0.01 and not module.training
 
 @pytest.mark.parametrize(
     "change, message",

@@ -16,7 +16,12 @@ class TAGConv(nn.Module):
     ``adjacency`` is the already normalised sparse matrix :math:`\hat{A}` (``obsp['scdefr_adjacency']``,
     ``D^-1/2 (A + I) D^-1/2``), so unlike ``torch_geometric.nn.TAGConv(normalize=True)`` nothing is
     normalised here. Propagation is a torch sparse matmul: memory is linear in the number of edges.
-    The sparse product runs in float32 even under autocast (half-precision sparse kernels are patchy).
+
+    The sum is evaluated by Horner's rule, :math:`H W_0 + \hat{A}(H W_1 + \hat{A}(H W_2 + \hat{A} H W_3))`:
+    the hops then carry ``out_features`` columns rather than ``in_features`` (256 rather than 2,000
+    genes in the first layer), so neither the whole-graph pass nor the backward pass holds a
+    propagated copy of the input. The sparse product runs in float32 even under autocast
+    (half-precision sparse kernels are patchy).
     """
 
     def __init__(self, in_features: int, out_features: int, hops: int = 3, bias: bool = True):
@@ -28,12 +33,11 @@ class TAGConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
     def forward(self, h: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
-        out = self.linears[0](h)
-        propagated = h.float()
-        for linear in self.linears[1:]:
-            with torch.autocast(device_type=propagated.device.type, enabled=False):
-                propagated = torch.sparse.mm(adjacency, propagated)
-            out = out + linear(propagated)
+        out = self.linears[-1](h).float()
+        for linear in reversed(self.linears[:-1]):
+            with torch.autocast(device_type=out.device.type, enabled=False):
+                out = torch.sparse.mm(adjacency, out)
+            out = out + linear(h)
         if self.bias is not None:
             out = out + self.bias
         return out
