@@ -57,18 +57,34 @@ def stopwatch():
 
 
 def append_rows(filename: str, rows: list[dict]) -> Path:
-    """Append result rows to a CSV in benchmarks/results (header written once), flushed at once
-    so an interrupted suite keeps every finished run."""
+    """Append result rows to a CSV in benchmarks/results, flushed at once so an interrupted suite
+    keeps every finished run. A row with a column the file lacks widens the header (older rows
+    get empty cells) rather than losing the value."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / filename
-    fields = sorted({key for row in rows for key in row})
-    new = not path.exists()
-    if not new:
-        with path.open() as handle:
-            fields = next(csv.reader(handle))
+    row_fields = sorted({key for row in rows for key in row})
+    if not path.exists():
+        _write_rows(path, row_fields, [], rows)
+        return path
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = list(reader.fieldnames or [])
+        missing = [key for key in row_fields if key not in fields]
+        old_rows = list(reader) if missing else None
+    if missing:
+        _write_rows(path, fields + missing, old_rows, rows)
+        return path
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+        csv.DictWriter(handle, fieldnames=fields).writerows(rows)
     return path
+
+
+def _write_rows(path: Path, fields: list[str], old_rows: list[dict], rows: list[dict]) -> None:
+    """Write the whole file under a temporary name, then rename: never half a table."""
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(old_rows)
+        writer.writerows(rows)
+    os.replace(partial, path)

@@ -8,6 +8,9 @@ extrapolated from the per-epoch time; such rows are marked ``extrapolated`` in t
 
     python benchmarks/scaling.py --sizes 5000 10000 20000 --threads 2
     python benchmarks/scaling.py --sizes 50000 100000 --train-args "--pretrain-epochs 3 --epochs 3"
+
+The ``scdefr run`` rows also hold each step's wall time and the clusters found (K, and ARI against
+the simulated types, which only score the result).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ def timed(command: list[str]) -> dict:
 
 
 EPOCH_LINE = re.compile(r"(pretrain|joint) epoch (\d+)/(\d+): .*\[([\d.]+)s\]")
+STEP_LINE = re.compile(r"\] (qc|graph|train|export) done in ([\d.]+) s")
+EXPORT_LINE = re.compile(r"cells in (\d+) clusters, .*ARI (-?[\d.]+)")
 
 
 def epoch_seconds(log: str) -> dict:
@@ -54,8 +59,18 @@ def epoch_seconds(log: str) -> dict:
     return found
 
 
+def run_steps(log: str) -> dict:
+    """Wall seconds of each step of ``scdefr run`` and the clusters it found (K, ARI against the
+    simulated types), from the runner's and the export's log lines."""
+    found = {f"run_{step}_s": float(seconds) for step, seconds in STEP_LINE.findall(log)}
+    exported = EXPORT_LINE.search(log)
+    if exported:
+        found.update(run_n_clusters_found=int(exported.group(1)), run_ari=float(exported.group(2)))
+    return found
+
+
 def run_size(n_cells: int, workdir: Path, threads: int, train_args: list[str], tag: str,
-             commands: tuple[str, ...] = ("run", "train")) -> dict:
+             commands: tuple[str, ...] = ("run", "train"), n_clusters: str = str(N_TYPES)) -> dict:
     counts = workdir / f"sim{n_cells}.h5ad"
     sample = f"sim{n_cells}"
     common = ["--seed", "0", "--threads", str(threads)]
@@ -63,7 +78,7 @@ def run_size(n_cells: int, workdir: Path, threads: int, train_args: list[str], t
         subprocess.run([SCDEFR, "simulate", "--n-cells", str(n_cells), "--n-genes", str(N_GENES),
                         "--n-clusters", str(N_TYPES), "--output", str(counts), *common, "--quiet"], check=True)
     row = {"tag": tag, "n_cells": n_cells, "n_genes": N_GENES, "threads": threads,
-           "train_args": shlex.join(train_args)}
+           "train_args": shlex.join(train_args), "n_clusters": n_clusters}
     graph = workdir / sample / "graph" / f"{sample}.graph.h5ad"
     if "run" not in commands and not graph.exists():  # the train step alone still needs its input
         qc_out = workdir / f"{sample}.qc.h5ad"
@@ -74,13 +89,13 @@ def run_size(n_cells: int, workdir: Path, threads: int, train_args: list[str], t
                    graph_wall_s=graph_step["wall_s"], graph_peak_rss_mb=graph_step["peak_rss_mb"])
     if "run" in commands:
         run = timed([SCDEFR, "run", "--input", str(counts), "--outdir", str(workdir), "--sample", sample,
-                     "--n-clusters", str(N_TYPES), *train_args, *common])
-        row.update(run_wall_s=run["wall_s"], run_peak_rss_mb=run["peak_rss_mb"])
+                     "--n-clusters", n_clusters, "--label-key", "cell_type", *train_args, *common])
+        row.update(run_wall_s=run["wall_s"], run_peak_rss_mb=run["peak_rss_mb"], **run_steps(run["log"]))
         row.update({f"run_{key}": value for key, value in epoch_seconds(run["log"]).items()})
     if "train" in commands:
         trained = workdir / f"{sample}.train_only.h5ad"
         train = timed([SCDEFR, "train", "--input", str(graph), "--output", str(trained),
-                       "--n-clusters", str(N_TYPES), *train_args, *common])
+                       "--n-clusters", n_clusters, *train_args, *common])
         row.update(train_wall_s=train["wall_s"], train_peak_rss_mb=train["peak_rss_mb"], **epoch_seconds(train["log"]))
     return row
 
@@ -91,6 +106,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-args", default="", help="extra options for scdefr run/train, e.g. fewer epochs")
     parser.add_argument("--tag", default="default")
+    parser.add_argument("--n-clusters", default=str(N_TYPES), help="a number, or 'auto' (the package default)")
     parser.add_argument("--commands", nargs="+", choices=("run", "train"), default=["run", "train"],
                         help="'run': scdefr run end to end; 'train': scdefr train alone on the run's graph file")
     parser.add_argument("--workdir", type=Path, default=None, help="kept when given; a temporary folder otherwise")
@@ -101,7 +117,7 @@ def main(argv=None):
         workdir.mkdir(parents=True, exist_ok=True)
         for n_cells in args.sizes:
             row = run_size(n_cells, workdir, args.threads, shlex.split(args.train_args), args.tag,
-                           tuple(args.commands))
+                           tuple(args.commands), args.n_clusters)
             append_rows(RESULTS_FILE, [row])
             logger.info("%s", row)
 

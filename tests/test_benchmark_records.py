@@ -1,0 +1,55 @@
+"""The benchmark scripts' record keeping: results tables that grow columns, and the figures read
+from ``scdefr run``'s log. Benchmarks themselves are not run here (they take hours)."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def benchmarks(monkeypatch, tmp_path, repo_root):
+    """The benchmarks' shared module, writing its tables into a temporary folder."""
+    monkeypatch.syspath_prepend(str(repo_root / "benchmarks"))
+    common = importlib.import_module("_common")
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    yield common
+    sys.modules.pop("scaling", None)
+
+
+def read_table(path):
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_append_rows_keeps_a_new_column_and_the_old_rows(benchmarks, tmp_path):
+    benchmarks.append_rows("t.csv", [{"tag": "a", "wall_s": 1.5}])
+    benchmarks.append_rows("t.csv", [{"tag": "b", "wall_s": 2.0}])
+    benchmarks.append_rows("t.csv", [{"tag": "c", "wall_s": 3.0, "run_ari": 0.9}])
+
+    rows = read_table(tmp_path / "t.csv")
+    assert [row["tag"] for row in rows] == ["a", "b", "c"]
+    assert [row["run_ari"] for row in rows] == ["", "", "0.9"]
+    assert rows[0]["wall_s"] == "1.5"
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_scaling_reads_step_times_and_clusters_from_the_run_log(benchmarks):
+    scaling = importlib.import_module("scaling")
+    log = "\n".join([
+        "scdefr.runner: [sim5000] qc done in 4.1 s",
+        "scdefr.training: pretrain epoch 60/60: loss 1.5 (reconstruction 1.0, zinb 0.9) [120.0s]",
+        "scdefr.runner: [sim5000] graph done in 12.5 s",
+        "scdefr.runner: [sim5000] train done in 300.2 s",
+        "scdefr.export: sim5000: 4990 cells in 9 clusters, silhouette 0.66, ARI 0.859, NMI 0.884, accuracy 0.83",
+        "scdefr.runner: [sim5000] export done in 20.0 s",
+    ])
+
+    assert scaling.run_steps(log) == {
+        "run_qc_s": 4.1, "run_graph_s": 12.5, "run_train_s": 300.2, "run_export_s": 20.0,
+        "run_n_clusters_found": 9, "run_ari": 0.859,
+    }
+    assert scaling.epoch_seconds(log) == {"pretrain_epochs": 60, "pretrain_s_per_epoch": 2.0}
