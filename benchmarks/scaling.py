@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import append_rows
+from _common import LABEL_KEY, append_rows
 
 logger = logging.getLogger("benchmarks.scaling")
 RESULTS_FILE = "scaling.csv"
@@ -89,7 +89,7 @@ def run_size(n_cells: int, workdir: Path, threads: int, train_args: list[str], t
                    graph_wall_s=graph_step["wall_s"], graph_peak_rss_mb=graph_step["peak_rss_mb"])
     if "run" in commands:
         run = timed([SCDEFR, "run", "--input", str(counts), "--outdir", str(workdir), "--sample", sample,
-                     "--n-clusters", n_clusters, "--label-key", "cell_type", *train_args, *common])
+                     "--n-clusters", n_clusters, "--label-key", LABEL_KEY, *train_args, *common])
         row.update(run_wall_s=run["wall_s"], run_peak_rss_mb=run["peak_rss_mb"], **run_steps(run["log"]))
         row.update({f"run_{key}": value for key, value in epoch_seconds(run["log"]).items()})
     if "train" in commands:
