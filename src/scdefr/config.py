@@ -54,7 +54,9 @@ class TrainingConfig:
     pretrain_epochs: int = -1  # -1: automatic (see resolve_epochs)
     epochs: int = -1
     lr_pretrain: float = 1e-3
-    lr: float = 3e-4  # 1e-3 gained 0.013 on full-batch inputs but eroded a 50,000-cell mini-batch run (BENCHMARKS, round 6)
+    # Joint rate: 1e-3 gained 0.013 on full-batch inputs but scored less on 50,000 cells in mini-batches
+    # (ARI 0.72 against 0.88 over two seeds; BENCHMARKS.md, round 6).
+    lr: float = 3e-4
     weight_rec_pretrain: float = 1.0
     weight_zinb_pretrain: float = 0.5
     weight_rec: float = 0.3
