@@ -10,6 +10,12 @@ from sklearn.neighbors import kneighbors_graph
 
 from scdefr.pp import normalized_adjacency
 
+# Training options for make_graph_adata's cells. QUICK exercises the code paths; ACCURATE trains long
+# enough (still seconds) to recover the planted types. With so few epochs sigma=0.5 (more of the
+# batch-normalised autoencoder in the fused layers) converges far more reliably than the paper's 0.1.
+QUICK = dict(hidden_dims=(32, 16, 8), pretrain_epochs=8, epochs=6, kmeans_n_init=2, batch_size=0)
+ACCURATE = {**QUICK, "sigma": 0.5, "pretrain_epochs": 120, "epochs": 20}
+
 
 def make_graph_adata(n_cells=240, n_genes=50, n_types=4, seed=0) -> ad.AnnData:
     """A graph h5ad as 'scdefr graph' writes it (X, layers['counts'], size factors, adjacency) with

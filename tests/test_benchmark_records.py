@@ -53,3 +53,17 @@ def test_scaling_reads_step_times_and_clusters_from_the_run_log(benchmarks):
         "run_n_clusters_found": 9, "run_ari": 0.859,
     }
     assert scaling.epoch_seconds(log) == {"pretrain_epochs": 60, "pretrain_s_per_epoch": 2.0}
+
+
+def test_scaling_times_a_step_and_reads_its_peak_memory(benchmarks, tmp_path):
+    """The timer needs no GNU time (the GPU machines have none): wall time, the child's own peak RSS,
+    and its log kept in a file."""
+    scaling = importlib.import_module("scaling")
+    allocate = "import numpy, sys; a = numpy.ones(200 * 2**20 // 8); print('held', file=sys.stderr)"
+    measured = scaling.timed([sys.executable, "-c", allocate], tmp_path / "step.log")
+    assert measured["peak_rss_mb"] >= 200 and measured["wall_s"] > 0 and "held" in measured["log"]
+    assert (tmp_path / "step.log").read_text() == measured["log"]
+    with pytest.raises(RuntimeError, match="bad input"):
+        scaling.timed([sys.executable, "-c", "import sys; sys.exit('bad input')"], tmp_path / "failed.log")
+    assert scaling.gpu_peak("scdefr.training: peak GPU memory: 3.25 GB") == {"gpu_peak_gb": 3.25}
+    assert scaling.gpu_peak("no GPU here") == {}

@@ -138,3 +138,31 @@ def test_sampled_edge_loss_pulls_neighbours_together():
     same = community[:, None] == community[None, :]
     assert cosine[same & ~np.eye(n, dtype=bool)].mean() > 0.8
     assert cosine[~same].mean() < 0.0
+
+
+@pytest.mark.parametrize("loss", ["sampled", "paper"])
+def test_edge_loss_gradients_repeat_bitwise_with_several_threads(loss):
+    """The edges' end points are unsorted and repeat; the backward of plain indexing (``z[cols]``)
+    accumulates them in a thread-dependent order on the CPU, so 2-thread runs drifted apart."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        generator = torch.Generator().manual_seed(0)
+        z = torch.randn(3000, 16, generator=generator)
+        rows = torch.randint(3000, (60000,), generator=generator).sort().values
+        cols = torch.randint(3000, (60000,), generator=generator)
+        weights = torch.rand(60000, generator=generator)
+        gradients = []
+        for _ in range(10):
+            leaf = z.clone().requires_grad_()
+            torch.manual_seed(1)
+            if loss == "sampled":
+                value = sampled_edge_loss(leaf, rows, cols, 3000)
+            else:
+                value = edge_reconstruction_loss(leaf, rows, cols, weights, 3000)
+            value.backward()
+            gradients.append(leaf.grad)
+    finally:
+        torch.set_num_threads(threads)
+    for gradient in gradients[1:]:
+        assert torch.equal(gradient, gradients[0])

@@ -8,7 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from builders import make_graph_adata
+from builders import ACCURATE, QUICK, make_graph_adata
 from scdefr import config, tl
 from scdefr.config import EPOCH_REFERENCE_CELLS, MIN_AUTO_EPOCHS, resolve_epochs
 from scdefr.errors import ScdefrError
@@ -16,11 +16,6 @@ from scdefr.model import SCDEFR
 from scdefr.nn import SCDEFRModule
 from scdefr.training import CellGraph, TrainingConfig, TrainingPlan, load_checkpoint, make_batch, partition_cells
 
-# QUICK exercises the code paths; ACCURATE trains long enough (still seconds) to recover the planted
-# types. With so few epochs sigma=0.5 (more of the batch-normalised autoencoder in the fused layers)
-# converges far more reliably than the paper's 0.1.
-QUICK = dict(hidden_dims=(32, 16, 8), pretrain_epochs=8, epochs=6, kmeans_n_init=2, batch_size=0)
-ACCURATE = {**QUICK, "sigma": 0.5, "pretrain_epochs": 120, "epochs": 20}
 
 def test_recovers_planted_types_and_writes_contract(tmp_path):
     adata = make_graph_adata()

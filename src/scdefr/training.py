@@ -382,6 +382,8 @@ class TrainingPlan:
             self.state.phase, self.state.epoch = "done", 0
             self.optimizer = None
         self.save_checkpoint(checkpoint_path)  # the fitted model, also when a finished run was loaded
+        if self.device.type == "cuda":  # what a user sizes the GPU (and Nextflow's accelerator request) by
+            logger.info("peak GPU memory: %.2f GB", torch.cuda.max_memory_allocated(self.device) / 1e9)
         return self.state
 
     def _run_phase(self, phase: str, n_epochs: int) -> None:

@@ -40,6 +40,16 @@ def zinb_negative_log_likelihood(
     return -torch.where(x < 1e-8, log_zero, log_positive).mean()
 
 
+def pair_logits(z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``z_i . z_j`` for each pair ``(rows[e], cols[e])``.
+
+    ``index_select`` rather than ``z[cols]``: the end points are unsorted and repeat, and on the CPU
+    the backward of plain indexing adds them up in an order that depends on the threads, so runs with
+    more than one thread drifted apart (about 1e-2 in the embedding after a run); this one repeats bitwise.
+    """
+    return (z.index_select(0, rows) * z.index_select(0, cols)).sum(dim=1)
+
+
 def edge_reconstruction_loss(
     z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, weights: torch.Tensor, n_cells: int
 ) -> torch.Tensor:
@@ -49,8 +59,7 @@ def edge_reconstruction_loss(
     n x n matrix; the mask keeps only the non-zeros of ``A``, so summing over the edge list
     ``(rows, cols, weights)`` and dividing by ``n_cells`` is the same number at O(edges) cost.
     """
-    z = z.float()
-    logits = (z[rows] * z[cols]).sum(dim=1)
+    logits = pair_logits(z.float(), rows, cols)
     return (torch.sigmoid(logits) - weights.float()).pow(2).sum() / n_cells
 
 
@@ -68,10 +77,10 @@ def sampled_edge_loss(
     signal at all; here neighbours are pulled together and random pairs apart (see BENCHMARKS.md).
     """
     z = z.float()
-    positive = (z[rows] * z[cols]).sum(dim=1)
+    positive = pair_logits(z, rows, cols)
     sampled_rows = torch.randint(n_cells, rows.shape, device=z.device)
     sampled_cols = torch.randint(n_cells, rows.shape, device=z.device)
-    negative = (z[sampled_rows] * z[sampled_cols]).sum(dim=1)
+    negative = pair_logits(z, sampled_rows, sampled_cols)
     return F.binary_cross_entropy_with_logits(positive, torch.ones_like(positive)) + F.binary_cross_entropy_with_logits(
         negative, torch.zeros_like(negative)
     )
