@@ -188,7 +188,12 @@ def test_cli_defaults_match_package_defaults():
         assert len(shared) >= 3
         for name in shared:
             assert actions[name].default == inspect.signature(function).parameters[name].default, name
-    assert f"{pp.EXACT_KNN_MAX_CELLS:,}" in actions_of(graph_cli)["knn_method"].help
+    limit = f"{pp.EXACT_KNN_MAX_CELLS:,}"
+    assert limit in actions_of(graph_cli)["knn_method"].help
+    schema = json.loads((Path(__file__).resolve().parents[1] / "nextflow_schema.json").read_text())
+    knn_method = next(group["properties"]["knn_method"] for group in schema["$defs"].values()
+                      if "knn_method" in group.get("properties", {}))
+    assert limit in knn_method["description"]
 
 
 def test_option_names_do_not_clash():

@@ -12,7 +12,7 @@ from matplotlib.image import imread
 from scdefr import metrics
 from scdefr._files import write_h5ad
 from scdefr.errors import ScdefrError
-from scdefr.export import export, output_paths
+from scdefr.export import UMAP_NEIGHBORS_KEY, add_umap, export, output_paths
 from scdefr.simulate import simulate_counts
 
 def fake_trained(n_cells=240, n_clusters=4, seed=0) -> ad.AnnData:
@@ -212,3 +212,21 @@ def test_cli_export_errors_exit_2_in_one_line(case, trained_file, tmp_path, caps
     assert err.startswith("scdefr export: error:") and "\n" not in err, err
     if case != "unwritable_outdir":
         assert not outdir.exists() or not any(outdir.iterdir())
+
+
+def test_umap_neighbours_are_exact_above_scanpys_approximate_threshold(monkeypatch):
+    """scanpy searches with pynndescent from 8,192 cells (and compiles it again in every process,
+    about 45 s on 2 cores); the export searches exactly up to the graph step's limit."""
+    import scanpy as sc
+    from sklearn.neighbors import NearestNeighbors
+
+    n_cells = 9000
+    embedding = np.random.default_rng(0).normal(size=(n_cells, 16)).astype(np.float32)
+    adata = ad.AnnData(np.zeros((n_cells, 1), dtype=np.float32), obsm={"X_scdefr": embedding})
+    monkeypatch.setattr(sc.tl, "umap", lambda *args, **kwargs: None)  # only the neighbours are checked here
+    add_umap(adata)
+
+    distances = adata.obsp[f"{UMAP_NEIGHBORS_KEY}_distances"].tocsr()
+    _, nearest = NearestNeighbors(n_neighbors=15).fit(embedding).kneighbors(embedding)
+    for cell in range(0, n_cells, 50):
+        assert set(distances[cell].indices) == set(nearest[cell]) - {cell}

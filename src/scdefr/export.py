@@ -55,12 +55,18 @@ def check_trained(adata, label_key: str | None = None) -> None:
 def add_umap(adata, *, seed: int = 0, n_neighbors: int = 15) -> None:
     """UMAP of the scDEFR embedding into ``obsm['X_umap']``.
 
-    Its kNN graph is kept under its own key so the graph step's PCA neighbours stay untouched.
+    Its kNN graph is kept under its own key so the graph step's PCA neighbours stay untouched. It is
+    searched exactly up to the graph step's limit (scanpy would switch to pynndescent from 8,192
+    cells, and pay its numba compilation again).
     """
     import scanpy as sc
 
+    from .pp import EXACT_KNN_MAX_CELLS
+
     n_neighbors = int(min(n_neighbors, max(2, adata.n_obs - 1)))
-    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep="X_scdefr", key_added=UMAP_NEIGHBORS_KEY, random_state=seed)
+    transformer = "sklearn" if adata.n_obs < EXACT_KNN_MAX_CELLS else "pynndescent"
+    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep="X_scdefr", key_added=UMAP_NEIGHBORS_KEY,
+                    transformer=transformer, random_state=seed)
     sc.tl.umap(adata, neighbors_key=UMAP_NEIGHBORS_KEY, random_state=seed)
 
 

@@ -21,7 +21,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--n-neighbors", type=int, default=10,
                        help="neighbours per cell in the kNN graph, the cell itself included (as the paper)")
     group.add_argument("--knn-method", choices=("auto", "exact", "approx"), default="auto",
-                       help="exact search, approximate (pynndescent), or auto: exact below 20,000 cells")
+                       help="exact search, approximate (pynndescent), or auto: exact below 100,000 cells")
 
 
 def main(args: argparse.Namespace) -> None:

@@ -15,10 +15,12 @@ from ..errors import ScdefrError
 logger = logging.getLogger(__name__)
 
 KNN_METHODS = ("auto", "exact", "approx")
-# Exact (brute-force) search below this many cells: on 8,617 cells it took 8.5 s against pynndescent's
-# 10.8 s (plus ~1-2 min of numba compilation on first use) and found the true neighbours, where
-# pynndescent recalled 91% of them. Above it the quadratic cost of brute force takes over.
-EXACT_KNN_MAX_CELLS = 20_000
+# Exact (brute-force) search below this many cells. It finds the true neighbours, where pynndescent
+# recalled 91% of them on 8,617 cells. And it is faster there: pynndescent compiles with numba in
+# every new process, about 45 s on 2 cores. On 100,000 cells x 50 PCs with 2 threads, exact search
+# took 22 s, and pynndescent 4 s plus that compilation. Above this size the quadratic cost of brute
+# force takes over (BENCHMARKS.md, round 7).
+EXACT_KNN_MAX_CELLS = 100_000
 
 
 def knn_binary(distances: sparse.spmatrix, n_neighbors: int) -> sparse.csr_matrix:
