@@ -22,14 +22,15 @@ def test_cuda_training_recovers_planted_types(batch_size):
     assert adata.uns["scdefr"]["device"].startswith("cuda")
 
 
-def test_cuda_runs_repeat_with_the_same_seed():
+def test_cuda_runs_with_the_same_seed_agree():
+    """CUDA sums some gradients in no fixed order, so runs are close, not bitwise equal (docs/usage.md):
+    on cite_cbmc two runs agreed at ARI 0.994. On this small input they repeated exactly on an H200."""
     runs = []
     for _ in range(2):
         adata = make_graph_adata()
         tl.scdefr(adata, 4, seed=3, device="cuda", **QUICK)
-        runs.append(adata)
-    np.testing.assert_array_equal(runs[0].obs["scdefr_cluster"], runs[1].obs["scdefr_cluster"])
-    np.testing.assert_allclose(runs[0].obsm["X_scdefr"], runs[1].obsm["X_scdefr"], rtol=1e-4, atol=1e-4)
+        runs.append(adata.obs["scdefr_cluster"].to_numpy())
+    assert adjusted_rand_score(runs[0], runs[1]) > 0.95
 
 
 def test_checkpoint_written_on_cuda_predicts_the_same_on_cpu(tmp_path):
