@@ -16,6 +16,10 @@ if [ $# -lt 2 ]; then
     echo "usage: benchmarks/gpu_check.sh OUTDIR DATASET.h5ad [SIZE ...]" >&2
     exit 2
 fi
+if [ ! -f "$2" ]; then
+    echo "gpu_check.sh: error: dataset $2 not found" >&2
+    exit 2
+fi
 out=$(realpath -m "$1")
 dataset=$(realpath "$2")
 shift 2

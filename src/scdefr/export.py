@@ -61,12 +61,11 @@ def add_umap(adata, *, seed: int = 0, n_neighbors: int = 15) -> None:
     """
     import scanpy as sc
 
-    from .pp import EXACT_KNN_MAX_CELLS
+    from .pp import KNN_TRANSFORMERS, auto_knn_method
 
     n_neighbors = int(min(n_neighbors, max(2, adata.n_obs - 1)))
-    transformer = "sklearn" if adata.n_obs < EXACT_KNN_MAX_CELLS else "pynndescent"
     sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep="X_scdefr", key_added=UMAP_NEIGHBORS_KEY,
-                    transformer=transformer, random_state=seed)
+                    transformer=KNN_TRANSFORMERS[auto_knn_method(adata.n_obs)], random_state=seed)
     sc.tl.umap(adata, neighbors_key=UMAP_NEIGHBORS_KEY, random_state=seed)
 
 

@@ -1,11 +1,21 @@
 """Preprocessing, scanpy-style: QC and normalisation (:func:`qc`), then the cell graph (:func:`build_graph`)."""
 
-from ._graph import EXACT_KNN_MAX_CELLS, KNN_METHODS, build_graph, knn_binary, normalized_adjacency
+from ._graph import (
+    EXACT_KNN_MAX_CELLS,
+    KNN_METHODS,
+    KNN_TRANSFORMERS,
+    auto_knn_method,
+    build_graph,
+    knn_binary,
+    normalized_adjacency,
+)
 from ._qc import MITO_PREFIXES, QC_DEFAULTS, mito_genes, qc, qc_metrics
 
 __all__ = [
     "EXACT_KNN_MAX_CELLS",
     "KNN_METHODS",
+    "KNN_TRANSFORMERS",
+    "auto_knn_method",
     "MITO_PREFIXES",
     "QC_DEFAULTS",
     "build_graph",

@@ -21,6 +21,13 @@ KNN_METHODS = ("auto", "exact", "approx")
 # took 22 s, and pynndescent 4 s plus that compilation. Above this size the quadratic cost of brute
 # force takes over (BENCHMARKS.md, round 7).
 EXACT_KNN_MAX_CELLS = 100_000
+# scanpy's kNN transformer for each search method.
+KNN_TRANSFORMERS = {"exact": "sklearn", "approx": "pynndescent"}
+
+
+def auto_knn_method(n_cells: int) -> str:
+    """``exact`` below :data:`EXACT_KNN_MAX_CELLS` cells, ``approx`` (pynndescent) from there on."""
+    return "exact" if n_cells < EXACT_KNN_MAX_CELLS else "approx"
 
 
 def knn_binary(distances: sparse.spmatrix, n_neighbors: int) -> sparse.csr_matrix:
@@ -91,15 +98,13 @@ def build_graph(
         logger.info("--n-pcs %d capped at %d for %d cells x %d genes", n_pcs, n_comps, adata.n_obs, adata.n_vars)
     sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
 
-    method = knn_method
-    if method == "auto":
-        method = "exact" if adata.n_obs < EXACT_KNN_MAX_CELLS else "approx"
+    method = auto_knn_method(adata.n_obs) if knn_method == "auto" else knn_method
     logger.info("kNN graph: %d neighbours (self included), %s search, %d PCs", n_neighbors, method, n_comps)
     sc.pp.neighbors(
         adata,
         n_neighbors=n_neighbors,
         use_rep="X_pca",
-        transformer="sklearn" if method == "exact" else "pynndescent",
+        transformer=KNN_TRANSFORMERS[method],
         random_state=seed,
     )
 
