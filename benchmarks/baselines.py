@@ -31,23 +31,25 @@ def preprocess(name: str, seed: int, qc: dict | None = None, graph: dict | None 
     return adata
 
 
-def leiden(adata, resolution: float, seed: int) -> tuple[list, int]:
+def leiden(adata, resolution: float, seed: int, adjacency=None) -> tuple[list, int]:
+    """Leiden on ``obsp['connectivities']``, or on ``adjacency`` when given."""
     import scanpy as sc
 
     sc.tl.leiden(
-        adata, resolution=resolution, random_state=seed, key_added="leiden", flavor="igraph", n_iterations=2, directed=False
+        adata, resolution=resolution, random_state=seed, key_added="leiden", flavor="igraph", n_iterations=2,
+        directed=False, adjacency=adjacency,
     )
     labels = adata.obs["leiden"].to_numpy()
     return labels, len(set(labels))
 
 
-def leiden_at_k(adata, n_clusters: int, seed: int, max_steps: int = 30) -> tuple[list, float, int]:
+def leiden_at_k(adata, n_clusters: int, seed: int, max_steps: int = 30, adjacency=None) -> tuple[list, float, int]:
     """Bisection on the resolution until Leiden gives n_clusters (or the closest count seen)."""
     low, high = 0.0, 5.0
     best = None
     for _ in range(max_steps):
         resolution = (low + high) / 2
-        labels, found = leiden(adata, resolution, seed)
+        labels, found = leiden(adata, resolution, seed, adjacency)
         if best is None or abs(found - n_clusters) < abs(best[2] - n_clusters):
             best = (labels, resolution, found)
         if found == n_clusters:

@@ -67,3 +67,37 @@ def test_scaling_times_a_step_and_reads_its_peak_memory(benchmarks, tmp_path):
         scaling.timed([sys.executable, "-c", "import sys; sys.exit('bad input')"], tmp_path / "failed.log")
     assert scaling.gpu_peak("scdefr.training: peak GPU memory: 3.25 GB") == {"gpu_peak_gb": 3.25}
     assert scaling.gpu_peak("no GPU here") == {}
+
+
+def test_partition_probe_methods_find_well_separated_groups(benchmarks):
+    """Each partition the probe compares finds three far-apart blobs, with exactly k groups
+    (Leiden by bisecting its resolution)."""
+    import numpy as np
+    from sklearn.metrics import adjusted_rand_score
+
+    probe = importlib.import_module("partition_probe")
+    rng = np.random.default_rng(0)
+    planted = np.repeat([0, 1, 2], 60)
+    embedding = rng.normal(size=(180, 4)) + 20.0 * np.eye(4)[planted]
+    for method in probe.METHODS:
+        labels = probe.partition(method, embedding, 3, seed=0)
+        assert len(set(labels)) == 3, method
+        assert adjusted_rand_score(planted, labels) == 1.0, method
+
+
+def test_partition_probe_pools_seeds_into_one_partition(benchmarks):
+    """Three runs, each a noisy view of the same three groups: each pooled partition matches the
+    groups better than the runs' own KMeans partitions do on average."""
+    import numpy as np
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    probe = importlib.import_module("partition_probe")
+    rng = np.random.default_rng(1)
+    planted = np.repeat([0, 1, 2], 60)
+    centres = 3.0 * np.eye(3)
+    runs = [centres[planted] + rng.normal(size=(180, 3)) for _ in range(3)]
+    single = np.mean([adjusted_rand_score(planted, KMeans(3, n_init=20, random_state=0).fit_predict(z)) for z in runs])
+    for method, labels in probe.consensus_partitions(runs, 3).items():
+        pooled = adjusted_rand_score(planted, labels)
+        assert pooled > single + 0.05, (method, pooled, single)
