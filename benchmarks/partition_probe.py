@@ -7,8 +7,10 @@ cost of pre-training alone. This script pre-trains once per dataset, seed and ne
 (``--hidden-dims``, ``--hops``, ``--input-scaling``; the rest are the package defaults), caches
 z, and scores partitions of it with the true number of types: KMeans (the package's choice), Ward
 linkage, a Gaussian mixture, and Leiden on the kNN graph of z with its resolution bisected to the
-true k. The same partitions of the PCA embedding are the reference. Labels only score; the true
-k is what ``--n-clusters`` would hand the model.
+true k. The same partitions of the PCA embedding are the reference. ``--consensus`` also pools
+each dataset's seeds; ``--more-epochs N [--regraph]`` pre-trains N epochs more, on the kNN graph
+of the pre-trained z with ``--regraph``. Labels only score; the true k is what ``--n-clusters``
+would hand the model.
 
     python benchmarks/partition_probe.py --datasets mouse_bladder_2100 paul15 --seeds 0 1 2 --cache Z
     python benchmarks/partition_probe.py --hops 5 --methods kmeans --seeds 0 1 --cache Z --tag v8_hops5
@@ -24,7 +26,6 @@ import numpy as np
 
 from _common import DATASETS, LABEL_KEY, SEEDS, append_rows, score
 import baselines
-from baselines import preprocess
 from scdefr.config import (
     DEFAULT_HIDDEN_DIMS,
     DEFAULT_INPUT_SCALING,
@@ -136,7 +137,7 @@ def main(argv=None):
     for name in args.datasets:
         pretrained = []
         for seed in args.seeds:
-            adata = preprocess(name, seed)
+            adata = baselines.preprocess(name, seed)
             truth = adata.obs[LABEL_KEY].astype(str).to_numpy()
             k = len(set(truth))
             cached = args.cache / f"{name}.seed{seed}.{variant}.npy"
