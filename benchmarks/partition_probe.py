@@ -26,13 +26,7 @@ import numpy as np
 
 from _common import DATASETS, LABEL_KEY, SEEDS, append_rows, score
 import baselines
-from scdefr.config import (
-    DEFAULT_HIDDEN_DIMS,
-    DEFAULT_INPUT_SCALING,
-    DEFAULT_PRETRAIN_EPOCHS,
-    INPUT_SCALINGS,
-    resolve_epochs,
-)
+from scdefr.config import DEFAULT_HIDDEN_DIMS, DEFAULT_INPUT_SCALING, INPUT_SCALINGS
 
 RESULTS_FILE = "partition_probe.csv"
 
@@ -54,7 +48,7 @@ def pretrained_embedding(adata, seed: int, threads: int, hidden_dims: list[int],
     module = SCDEFRModule(graph.n_genes, graph.n_cells, hidden_dims=hidden_dims, hops=hops)
     config = TrainingConfig(seed=seed)
     plan = TrainingPlan(module, graph, config, lambda embedding: (0, {}))
-    epochs = resolve_epochs(-1, DEFAULT_PRETRAIN_EPOCHS, graph.n_cells)
+    epochs = plan.pretrain_epochs  # the automatic schedule the package would use
     plan._run_phase("pretrain", epochs)
     if regraph:
         n_neighbors = adata.uns["scdefr_graph"]["params"]["n_neighbors"]
