@@ -4,7 +4,7 @@ The joint phase refines the centres it starts from: on pbmc_10x, KMeans on the p
 scored 0.765 and the final argmax Q 0.760 (BENCHMARKS.md, round 3). So the partition that seeds
 the centres, and the embedding it partitions, bound the result, and both can be screened at the
 cost of pre-training alone. This script pre-trains once per dataset, seed and network variant
-(``--hidden-dims``, ``--hops``, ``--input-scaling``; the rest are the package defaults), caches
+(``--hidden-dims``, ``--hops``, ``--input-scaling``, ``--input-noise``; the rest are the package defaults), caches
 z, and scores partitions of it with the true number of types: KMeans (the package's choice), Ward
 linkage, a Gaussian mixture, and Leiden on the kNN graph of z with its resolution bisected to the
 true k. The same partitions of the PCA embedding are the reference. ``--consensus`` also pools
@@ -32,7 +32,8 @@ RESULTS_FILE = "partition_probe.csv"
 
 
 def pretrained_embedding(adata, seed: int, threads: int, hidden_dims: list[int], input_scaling: str,
-                         hops: int, more_epochs: int = 0, regraph: bool = False) -> np.ndarray:
+                         hops: int, more_epochs: int = 0, regraph: bool = False,
+                         input_noise: float = 0.0) -> np.ndarray:
     """z after the default pre-training schedule (no centres, no labels), then ``more_epochs`` more;
     with ``regraph`` those run on the kNN graph of the pre-trained z instead of the PCA's."""
     import torch
@@ -46,7 +47,7 @@ def pretrained_embedding(adata, seed: int, threads: int, hidden_dims: list[int],
     graph = CellGraph.from_anndata(adata, input_scaling=input_scaling)
     torch.manual_seed(seed)
     module = SCDEFRModule(graph.n_genes, graph.n_cells, hidden_dims=hidden_dims, hops=hops)
-    config = TrainingConfig(seed=seed)
+    config = TrainingConfig(seed=seed, input_noise=input_noise)
     plan = TrainingPlan(module, graph, config, lambda embedding: (0, {}))
     epochs = plan.pretrain_epochs  # the automatic schedule the package would use
     plan._run_phase("pretrain", epochs)
@@ -114,6 +115,8 @@ def main(argv=None):
     parser.add_argument("--hops", type=int, default=3, help="TAGConv hops per graph layer (the package's default: 3)")
     parser.add_argument("--input-scaling", choices=INPUT_SCALINGS, default=DEFAULT_INPUT_SCALING,
                         help="what the encoders see of X")
+    parser.add_argument("--input-noise", type=float, default=0.0,
+                        help="sd of Gaussian noise on the encoders' input in pre-training (the package's default: 0)")
     parser.add_argument("--more-epochs", type=int, default=0, help="pre-training epochs after the default schedule")
     parser.add_argument("--regraph", action="store_true",
                         help="run the --more-epochs on the kNN graph of the pre-trained z (same neighbours)")
@@ -126,6 +129,7 @@ def main(argv=None):
     widths = "-".join(map(str, hidden))
     variant = widths if args.input_scaling == DEFAULT_INPUT_SCALING else f"{widths}.{args.input_scaling}"
     variant += "" if args.hops == 3 else f".hops{args.hops}"
+    variant += f".noise{args.input_noise:g}" if args.input_noise else ""
     variant += f".{'regraph' if args.regraph else 'more'}{args.more_epochs}" if args.more_epochs else ""
     args.cache.mkdir(parents=True, exist_ok=True)
     for name in args.datasets:
@@ -138,7 +142,7 @@ def main(argv=None):
             if not cached.exists():
                 started = time.perf_counter()
                 z = pretrained_embedding(adata, seed, args.threads, hidden, args.input_scaling, args.hops,
-                                         args.more_epochs, args.regraph)
+                                         args.more_epochs, args.regraph, args.input_noise)
                 np.save(cached, z)
                 print(f"{name} seed {seed}: pre-trained in {time.perf_counter() - started:.0f} s", flush=True)
             pretrained.append(np.load(cached))

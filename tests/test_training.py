@@ -180,6 +180,7 @@ def test_bad_input_is_one_line_error(change, message):
         ({"zinb_form": "dense"}, "zinb form"),
         ({"graph_loss": "dense"}, "graph loss"),
         ({"input_scaling": "zscore"}, "input scaling"),
+        ({"input_noise": -1.0}, "input noise"),
     ],
 )
 def test_impossible_parameters_are_refused(options, message):
@@ -282,3 +283,22 @@ def test_end_to_end_on_simulated_counts():
     pp.build_graph(adata, seed=0)
     tl.scdefr(adata, 4, seed=0, **{**ACCURATE, "hidden_dims": (64, 32, 12)})
     assert adjusted_rand_score(adata.obs["cell_type"], adata.obs["scdefr_cluster"]) > 0.9
+
+
+def test_input_noise_perturbs_pretraining_only_and_repeats():
+    """Denoising pre-training draws its noise from the epoch's seed (same seed, same embedding), and
+    the embedding is computed from the clean input (two inferences agree)."""
+
+    def pretrained(noise):
+        graph = CellGraph.from_anndata(make_graph_adata(n_cells=40))
+        torch.manual_seed(0)
+        module = SCDEFRModule(graph.n_genes, graph.n_cells, hidden_dims=QUICK["hidden_dims"])
+        plan = TrainingPlan(module, graph, TrainingConfig(batch_size=0, input_noise=noise), lambda e: (3, {}))
+        plan._run_phase("pretrain", 3)
+        first, second = plan.embed()[0], plan.embed()[0]
+        np.testing.assert_array_equal(first, second)
+        return first
+
+    noisy = pretrained(1.0)
+    np.testing.assert_array_equal(noisy, pretrained(1.0))
+    assert not np.allclose(noisy, pretrained(0.0))

@@ -402,8 +402,11 @@ class TrainingPlan:
             frequencies = self._global_frequencies(phase)
             next_frequencies: dict[str, torch.Tensor] = {}
             for batch in self._batch_stream(seed):
+                x = batch.x
+                if phase == "pretrain" and self.config.input_noise:
+                    x = x + self.config.input_noise * torch.randn_like(x)
                 with self._autocast():
-                    out = self.module(batch.x, batch.adjacency, batch.cell_index, batch.size_factors)
+                    out = self.module(x, batch.adjacency, batch.cell_index, batch.size_factors)
                 terms = loss_terms(out, batch, phase, self.config.graph_loss, frequencies)
                 if frequencies is not None:
                     for name in frequencies:

@@ -117,6 +117,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                           help="graph reconstruction of z_graph: sampled = BCE on the kNN edges and as many random "
                                "cell pairs (graph-autoencoder loss); paper = squared error to the normalised "
                                "edge weights on the edges only")
+    training.add_argument("--input-noise", type=float, default=DEFAULTS.input_noise,
+                          help="sd of Gaussian noise added to the scaled input in pre-training (denoising); "
+                               "0: none. 1 and 2.5 scored no better in BENCHMARKS.md round 9")
 
     weights = parser.add_argument_group("train: loss weights (defaults as in the paper)")
     weights.add_argument("--weight-rec-pretrain", type=float, default=DEFAULTS.weight_rec_pretrain, help="graph reconstruction, pre-training")
@@ -178,6 +181,7 @@ def main(args: argparse.Namespace) -> None:
         weight_bce_graph=args.weight_bce_graph,
         weight_bce_ae=args.weight_bce_ae,
         graph_loss=args.graph_loss,
+        input_noise=args.input_noise,
         batch_size=args.batch_size,
         kmeans_n_init=args.kmeans_n_init,
         seed=args.seed,
