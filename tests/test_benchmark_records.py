@@ -101,3 +101,27 @@ def test_partition_probe_pools_seeds_into_one_partition(benchmarks):
     for method, labels in probe.consensus_partitions(runs, 3).items():
         pooled = adjusted_rand_score(planted, labels)
         assert pooled > single + 0.05, (method, pooled, single)
+
+
+def test_partition_cost_counts_the_edges_parts_and_batches_keep(benchmarks):
+    """On a chain of 8 cells cut into halves, one of the 7 edges crosses the cut; both modes
+    are measured whatever the size, and the package's threshold is restored afterwards."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    from scdefr import training
+
+    cost = importlib.import_module("partition_cost")
+    chain = sp.diags([np.ones(7), np.ones(7)], [-1, 1]).tocoo()
+    assert cost.edges_kept(chain, np.repeat([0, 1], 4)) == pytest.approx(6 / 7)
+
+    pca = np.repeat([[0.0, 0.0], [50.0, 0.0]], 4, axis=0) + np.arange(8)[:, None] * 0.01
+    data = SimpleNamespace(name="chain", n_cells=8, n_genes=2, x=None, pca=pca, adjacency=chain)
+    threshold = training.FLAT_PARTITION_MAX_PARTS
+    for mode in ("flat", "two_level"):
+        row = cost.measure(data, mode, batch_size=4, seed=0)
+        assert row["n_parts"] == 8 and row["edges_in_part"] == 0.0  # 8 parts of one cell
+        assert 0.0 <= row["edges_in_batch"] <= 1.0
+    assert training.FLAT_PARTITION_MAX_PARTS == threshold

@@ -51,9 +51,11 @@ def _current_umask() -> int:
 
 
 def write_h5ad(adata, path: str | os.PathLike) -> Path:
-    """Write an AnnData atomically (compressed, so published files stay small)."""
+    """Write an AnnData atomically, gzip-compressed at level 1: at 100,000 cells 30% faster to
+    write than h5py's default level 4, for files 16% larger (BENCHMARKS.md, round 9); any HDF5
+    reader opens it. Uncompressed would be 3.5 times larger."""
     with atomic_path(path) as tmp:
-        adata.write_h5ad(tmp, compression="gzip")
+        adata.write_h5ad(tmp, compression="gzip", compression_opts=1)
     return Path(path)
 
 

@@ -56,6 +56,7 @@ PHASES = ("pretrain", "joint", "done")
 AUTO_FULL_BATCH_MAX_CELLS = 5_000
 AUTO_BATCH_SIZE = 2_048
 PARTS_PER_BATCH = 4
+FLAT_PARTITION_MAX_PARTS = 128  # up to 65,536 cells in batches of 2,048 (see partition_cells)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -239,7 +240,13 @@ def make_batch(graph: CellGraph, cells: np.ndarray | None, device: torch.device,
 
 
 def partition_cells(graph: CellGraph, batch_size: int, seed: int) -> list[np.ndarray]:
-    """Cluster-GCN parts: KMeans on PCA coordinates (computed here when the input has none)."""
+    """Cluster-GCN parts: KMeans on PCA coordinates (computed here when the input has none).
+
+    A flat KMeans into P parts costs cells x P per iteration, and P grows with the cells: on one
+    thread 100,000 cells took 10 s, 500,000 cells 355 s. Above FLAT_PARTITION_MAX_PARTS
+    parts it runs in two levels instead, about sqrt(P) groups, then each group into parts in
+    proportion to its size (BENCHMARKS.md, round 9). Up to that size the parts are the flat ones.
+    """
     from sklearn.cluster import KMeans
     from sklearn.decomposition import TruncatedSVD
 
@@ -248,8 +255,17 @@ def partition_cells(graph: CellGraph, batch_size: int, seed: int) -> list[np.nda
     if features is None:
         n_components = max(1, min(50, graph.n_genes - 1, graph.n_cells - 1))
         features = TruncatedSVD(n_components=n_components, random_state=seed).fit_transform(graph.x)
-    labels = KMeans(n_clusters=n_parts, n_init=1, random_state=seed).fit_predict(features)
-    return [np.flatnonzero(labels == part) for part in range(n_parts) if np.any(labels == part)]
+    groups = np.zeros(graph.n_cells, dtype=np.int64)
+    if n_parts > FLAT_PARTITION_MAX_PARTS:
+        n_groups = math.ceil(math.sqrt(n_parts))
+        groups = KMeans(n_clusters=n_groups, n_init=1, random_state=seed).fit_predict(features)
+    parts = []
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        k = min(len(members), max(1, round(n_parts * len(members) / graph.n_cells)))
+        labels = KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(features[members])
+        parts += [members[labels == part] for part in range(k) if np.any(labels == part)]
+    return parts
 
 
 def epoch_seed(seed: int, phase: str, epoch: int) -> int:
