@@ -125,3 +125,24 @@ def test_partition_cost_counts_the_edges_parts_and_batches_keep(benchmarks):
         assert row["n_parts"] == 8 and row["edges_in_part"] == 0.0  # 8 parts of one cell
         assert 0.0 <= row["edges_in_batch"] <= 1.0
     assert training.FLAT_PARTITION_MAX_PARTS == threshold
+
+
+def test_score_trained_scores_clusters_and_kmeans_against_labels(benchmarks, tmp_path):
+    """A trained file whose clusters are the labels renamed scores 1; KMeans at the true k on an
+    embedding with three far-apart groups scores 1 as well."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    planted = np.repeat(["a", "b", "c"], 20)
+    adata = ad.AnnData(np.zeros((60, 2), dtype=np.float32))
+    adata.obs["cell_type"] = planted
+    adata.obs["scdefr_cluster"] = pd.Categorical(np.repeat(["2", "0", "1"], 20))
+    adata.obsm["X_scdefr"] = np.repeat(np.eye(3) * 10, 20, axis=0) + np.random.default_rng(0).normal(size=(60, 3))
+    adata.uns["scdefr"] = {"params": {"training": {"seed": 4}}}
+    adata.write_h5ad(tmp_path / "trained.h5ad")
+
+    importlib.import_module("score_trained").main([str(tmp_path / "trained.h5ad"), "--tag", "t"])
+    (row,) = read_table(tmp_path / "trained_scores.csv")
+    assert (row["seed"], row["n_clusters"]) == ("4", "3")
+    assert float(row["ari"]) == 1.0 and float(row["kmeans_true_k_ari"]) == 1.0
