@@ -146,3 +146,17 @@ def test_score_trained_scores_clusters_and_kmeans_against_labels(benchmarks, tmp
     (row,) = read_table(tmp_path / "trained_scores.csv")
     assert (row["seed"], row["n_clusters"]) == ("4", "3")
     assert float(row["ari"]) == 1.0 and float(row["kmeans_true_k_ari"]) == 1.0
+
+
+def test_write_cost_writes_each_compression_and_reads_it_back(benchmarks, tmp_path):
+    """One row per setting; level 4 packs at least as tight as level 1, and both beat no compression."""
+    import anndata as ad
+    import numpy as np
+
+    counts = np.random.default_rng(0).poisson(0.5, size=(2000, 200)).astype(np.float32)
+    ad.AnnData(counts).write_h5ad(tmp_path / "counts.h5ad")
+    importlib.import_module("write_cost").main([str(tmp_path / "counts.h5ad"), "--repeats", "1"])
+    rows = {row["setting"]: float(row["size_mb"]) for row in read_table(tmp_path / "write_cost.csv")}
+    assert set(rows) == {"gzip4", "gzip1", "none"}
+    assert rows["gzip4"] <= rows["gzip1"] < rows["none"]
+    assert list(tmp_path.glob("*.h5ad")) == [tmp_path / "counts.h5ad"]  # the copies are gone
