@@ -3,8 +3,8 @@
 Mini-batch training cuts the cells into parts by KMeans on the PCA coordinates and trains on a
 few parts at a time, so the kNN edges inside a batch are the ones it sees. A flat KMeans costs
 cells x parts per iteration, quadratic in the cells; `scdefr.training.partition_cells` switches
-to two levels above `FLAT_PARTITION_MAX_PARTS`. For each input this script times both (forced,
-whatever the size) and, for a
+to two levels above `flat_max_parts`. For each input this script times both (forced through
+that argument, whatever the size) and, for a
 graph h5ad (output of ``scdefr graph``), reports the share of the kNN edges (self-loops left out)
 that fall inside one part and inside one epoch's batches. ``--simulate N`` draws N cells of a
 50-dimensional Gaussian mixture instead: time only, there is no graph.
@@ -50,14 +50,9 @@ def edges_kept(adjacency, part_of: np.ndarray) -> float:
 
 
 def measure(data: SimpleNamespace, mode: str, batch_size: int, seed: int) -> dict:
-    flat_max = training.FLAT_PARTITION_MAX_PARTS
-    training.FLAT_PARTITION_MAX_PARTS = np.inf if mode == "flat" else 0  # either, whatever the size
-    try:
-        started = time.perf_counter()
-        parts = training.partition_cells(data, batch_size, seed)
-        seconds = time.perf_counter() - started
-    finally:
-        training.FLAT_PARTITION_MAX_PARTS = flat_max
+    started = time.perf_counter()
+    parts = training.partition_cells(data, batch_size, seed, flat_max_parts=np.inf if mode == "flat" else 0)
+    seconds = time.perf_counter() - started
     sizes = np.array([len(part) for part in parts])
     row = {"input": data.name, "n_cells": data.n_cells, "mode": mode, "seed": seed, "batch_size": batch_size,
            "seconds": round(seconds, 2), "n_parts": len(parts), "smallest_part": int(sizes.min()),

@@ -105,13 +105,11 @@ def test_partition_probe_pools_seeds_into_one_partition(benchmarks):
 
 def test_partition_cost_counts_the_edges_parts_and_batches_keep(benchmarks):
     """On a chain of 8 cells cut into halves, one of the 7 edges crosses the cut; both modes
-    are measured whatever the size, and the package's threshold is restored afterwards."""
+    are measured whatever the size."""
     from types import SimpleNamespace
 
     import numpy as np
     import scipy.sparse as sp
-
-    from scdefr import training
 
     cost = importlib.import_module("partition_cost")
     chain = sp.diags([np.ones(7), np.ones(7)], [-1, 1]).tocoo()
@@ -119,12 +117,10 @@ def test_partition_cost_counts_the_edges_parts_and_batches_keep(benchmarks):
 
     pca = np.repeat([[0.0, 0.0], [50.0, 0.0]], 4, axis=0) + np.arange(8)[:, None] * 0.01
     data = SimpleNamespace(name="chain", n_cells=8, n_genes=2, x=None, pca=pca, adjacency=chain)
-    threshold = training.FLAT_PARTITION_MAX_PARTS
     for mode in ("flat", "two_level"):
         row = cost.measure(data, mode, batch_size=4, seed=0)
         assert row["n_parts"] == 8 and row["edges_in_part"] == 0.0  # 8 parts of one cell
         assert 0.0 <= row["edges_in_batch"] <= 1.0
-    assert training.FLAT_PARTITION_MAX_PARTS == threshold
 
 
 def test_score_trained_scores_clusters_and_kmeans_against_labels(benchmarks, tmp_path):

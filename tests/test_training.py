@@ -135,17 +135,14 @@ def test_mini_batches_cover_cells_and_renormalise_subgraph():
     # an approximation: on 240 cells two batches lose much of the graph, yet the types still show
     assert adjusted_rand_score(adata.obs["cell_type"], adata.obs["scdefr_cluster"]) > 0.9
 
-def test_two_level_partition_covers_cells_with_local_parts(monkeypatch):
-    """Above FLAT_PARTITION_MAX_PARTS, two KMeans levels (flat KMeans is quadratic in the cells):
+def test_two_level_partition_covers_cells_with_local_parts():
+    """Above ``flat_max_parts``, two KMeans levels (flat KMeans is quadratic in the cells):
     still every cell once, about as many parts, as local as the flat ones (almost all of a part's
     cells share one planted type), repeatable by seed."""
-    from scdefr import training
-
     adata = make_graph_adata(n_cells=480)
     graph = CellGraph.from_anndata(adata)
     flat = partition_cells(graph, batch_size=20, seed=0)  # 96 parts: flat
-    monkeypatch.setattr(training, "FLAT_PARTITION_MAX_PARTS", 8)
-    parts = partition_cells(graph, batch_size=20, seed=0)
+    parts = partition_cells(graph, batch_size=20, seed=0, flat_max_parts=8)
     np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(adata.n_obs))
     assert abs(len(parts) - len(flat)) <= 5
     types = adata.obs["cell_type"].to_numpy()
@@ -153,7 +150,7 @@ def test_two_level_partition_covers_cells_with_local_parts(monkeypatch):
         return np.mean([np.unique(types[part], return_counts=True)[1].max() / len(part) for part in partition])
 
     assert purity(parts) > 0.95 and purity(flat) > 0.95
-    again = partition_cells(graph, batch_size=20, seed=0)
+    again = partition_cells(graph, batch_size=20, seed=0, flat_max_parts=8)
     assert all(np.array_equal(a, b) for a, b in zip(parts, again)) and len(parts) == len(again)
 
 

@@ -239,11 +239,13 @@ def make_batch(graph: CellGraph, cells: np.ndarray | None, device: torch.device,
     )
 
 
-def partition_cells(graph: CellGraph, batch_size: int, seed: int) -> list[np.ndarray]:
+def partition_cells(
+    graph: CellGraph, batch_size: int, seed: int, flat_max_parts: float = FLAT_PARTITION_MAX_PARTS
+) -> list[np.ndarray]:
     """Cluster-GCN parts: KMeans on PCA coordinates (computed here when the input has none).
 
     A flat KMeans into P parts costs cells x P per iteration, and P grows with the cells: on one
-    thread 100,000 cells took 10 s, 500,000 cells 355 s. Above FLAT_PARTITION_MAX_PARTS
+    thread 100,000 cells took 10 s, 500,000 cells 355 s. Above ``flat_max_parts``
     parts it runs in two levels instead, about sqrt(P) groups, then each group into parts in
     proportion to its size (BENCHMARKS.md, round 9). Up to that size the parts are the flat ones.
     """
@@ -256,7 +258,7 @@ def partition_cells(graph: CellGraph, batch_size: int, seed: int) -> list[np.nda
         n_components = max(1, min(50, graph.n_genes - 1, graph.n_cells - 1))
         features = TruncatedSVD(n_components=n_components, random_state=seed).fit_transform(graph.x)
     groups = np.zeros(graph.n_cells, dtype=np.int64)
-    if n_parts > FLAT_PARTITION_MAX_PARTS:
+    if n_parts > flat_max_parts:
         n_groups = math.ceil(math.sqrt(n_parts))
         groups = KMeans(n_clusters=n_groups, n_init=1, random_state=seed).fit_predict(features)
     parts = []
