@@ -11,6 +11,7 @@
 #   benchmarks/gpu_check.sh OUTDIR DATASET.h5ad [SIZE ...]      (sizes default to 20000 100000)
 #
 # DEVICE=cpu runs stages 2 and 3 on the CPU instead (a same-machine baseline, or a dry run).
+# RUN_ARGS adds options to every sweep run, e.g. RUN_ARGS='--compression none' for 1M cells.
 set -uo pipefail
 if [ $# -lt 2 ]; then
     echo "usage: benchmarks/gpu_check.sh OUTDIR DATASET.h5ad [SIZE ...]" >&2
@@ -69,7 +70,7 @@ EOF
 wait $simulating || log "simulation failed: see simulate.log"
 log "scaling sweep: ${sizes[*]} cells ($tag)"
 (cd "$repo/benchmarks" && "$python" scaling.py --sizes "${sizes[@]}" --threads "$threads" --commands run \
-    --train-args "--device $device" --n-clusters auto --tag "$tag" --workdir "$out/scaling") >"$out/scaling.log" 2>&1
+    --train-args "--device $device ${RUN_ARGS:-}" --n-clusters auto --tag "$tag" --workdir "$out/scaling") >"$out/scaling.log" 2>&1
 log "scaling sweep: exit $?"
 cp "$repo/benchmarks/results/scaling.csv" "$out/scaling.csv"
 log "done"

@@ -2,8 +2,8 @@
 
 Every step writes its AnnData compressed (`scdefr._files.write_h5ad`); at 100,000 cells the
 writes took a fifth of the CPU steps on the GPU machine (BENCHMARKS.md, round 7). This script
-writes each given file with gzip at h5py's default level (4), gzip at level 1, and without
-compression, then reads each copy back.
+writes each given file with gzip at h5py's default level (4), gzip at level 1, h5py's LZF and
+without compression, then reads each copy back.
 
     python benchmarks/write_cost.py SWEEP/sim100000/graph/sim100000.graph.h5ad --repeats 3
 """
@@ -19,7 +19,7 @@ from _common import append_rows
 
 RESULTS_FILE = "write_cost.csv"
 SETTINGS = {"gzip4": {"compression": "gzip"}, "gzip1": {"compression": "gzip", "compression_opts": 1},
-            "none": {"compression": None}}
+            "lzf": {"compression": "lzf"}, "none": {"compression": None}}
 
 
 def main(argv=None):
@@ -28,6 +28,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("h5ad", nargs="+")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--tag", default="v9_write_cost")
     args = parser.parse_args(argv)
 
@@ -35,7 +36,8 @@ def main(argv=None):
         adata = anndata.read_h5ad(path)
         with tempfile.TemporaryDirectory(dir=Path(path).parent) as folder:
             for repeat in range(args.repeats):
-                for name, options in SETTINGS.items():
+                for name in args.settings:
+                    options = SETTINGS[name]
                     copy = Path(folder) / f"{name}.h5ad"
                     started = time.perf_counter()
                     adata.write_h5ad(copy, **options)

@@ -153,6 +153,29 @@ def test_write_cost_writes_each_compression_and_reads_it_back(benchmarks, tmp_pa
     ad.AnnData(counts).write_h5ad(tmp_path / "counts.h5ad")
     importlib.import_module("write_cost").main([str(tmp_path / "counts.h5ad"), "--repeats", "1"])
     rows = {row["setting"]: float(row["size_mb"]) for row in read_table(tmp_path / "write_cost.csv")}
-    assert set(rows) == {"gzip4", "gzip1", "none"}
-    assert rows["gzip4"] <= rows["gzip1"] < rows["none"]
+    assert set(rows) == {"gzip4", "gzip1", "lzf", "none"}
+    assert rows["gzip4"] <= rows["gzip1"] < rows["none"] and rows["lzf"] < rows["none"]
     assert list(tmp_path.glob("*.h5ad")) == [tmp_path / "counts.h5ad"]  # the copies are gone
+
+
+def test_umap_cost_times_both_modes_and_scores_only_real_cells(benchmarks, tmp_path):
+    """A size above the file's cells is made of noisy copies (timed, not scored); a subsampled
+    layout of well separated clusters keeps each cell among its own cluster."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    cluster = rng.integers(4, size=600)
+    embedding = (rng.normal(scale=8.0, size=(4, 16))[cluster] + rng.normal(size=(600, 16))).astype(np.float32)
+    trained = ad.AnnData(obs=pd.DataFrame({"scdefr_cluster": pd.Categorical(cluster.astype(str))},
+                                          index=[f"c{i}" for i in range(600)]), obsm={"X_scdefr": embedding})
+    trained.write_h5ad(tmp_path / "t.h5ad")
+    importlib.import_module("umap_cost").main([str(tmp_path / "t.h5ad"), "--sizes", "600", "900", "--limits", "0", "300"])
+    rows = {(row["n_cells"], row["umap_max_cells"]): row for row in read_table(tmp_path / "umap_cost.csv")}
+    assert set(rows) == {("600", "0"), ("600", "300"), ("900", "0"), ("900", "300")}
+    assert rows[("600", "300")]["n_fitted"] == "300" and rows[("600", "0")]["n_fitted"] == "600"
+    for limit in ("0", "300"):
+        assert float(rows[("600", limit)]["same_cluster"]) > 0.98
+        assert 0 < float(rows[("600", limit)]["kept_neighbours"]) <= 1
+    assert rows[("900", "300")]["real_cells"] == "False" and rows[("900", "300")]["same_cluster"] == ""

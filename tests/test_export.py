@@ -12,7 +12,7 @@ from matplotlib.image import imread
 from scdefr import metrics
 from scdefr._files import write_h5ad
 from scdefr.errors import ScdefrError
-from scdefr.export import UMAP_NEIGHBORS_KEY, add_umap, export, output_paths
+from scdefr.export import UMAP_NEIGHBORS_KEY, add_umap, export, output_paths, place_among_neighbours
 from scdefr.simulate import simulate_counts
 
 def fake_trained(n_cells=240, n_clusters=4, seed=0) -> ad.AnnData:
@@ -189,7 +189,8 @@ def test_cli_export_default_prefix(trained_file, tmp_path):
     assert main(["export", "--input", str(trained_file), "--outdir", str(outdir), "--label-key", "cell_type", "--quiet"]) == 0
     assert (outdir / "s2.clusters.csv").is_file() and (outdir / "s2_mqc.tsv").is_file()
 
-@pytest.mark.parametrize("case", ["missing_input", "not_trained", "label_key_absent", "unwritable_outdir"])
+@pytest.mark.parametrize("case", ["missing_input", "not_trained", "label_key_absent", "unwritable_outdir",
+                                  "umap_limit_one", "umap_limit_negative"])
 def test_cli_export_errors_exit_2_in_one_line(case, trained_file, tmp_path, capsys):
     from scdefr.cli import main
 
@@ -203,11 +204,17 @@ def test_cli_export_errors_exit_2_in_one_line(case, trained_file, tmp_path, caps
         argv[2] = str(counts)
     elif case == "label_key_absent":
         argv += ["--label-key", "no_such_column"]
+    elif case.startswith("umap_limit"):
+        argv += ["--umap-max-cells", "1" if case.endswith("one") else "-5"]
     else:
         outdir = tmp_path / "a_file"
         outdir.write_text("not a folder")
         argv[4] = str(outdir / "sub")
-    assert main(argv) == 2
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse refuses an impossible option value before anything runs
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("scdefr export: error:") and "\n" not in err, err
     if case != "unwritable_outdir":
@@ -230,3 +237,64 @@ def test_umap_neighbours_are_exact_above_scanpys_approximate_threshold(monkeypat
     _, nearest = NearestNeighbors(n_neighbors=15).fit(embedding).kneighbors(embedding)
     for cell in range(0, n_cells, 50):
         assert set(distances[cell].indices) == set(nearest[cell]) - {cell}
+
+
+def planted_blobs(n_cells=3000, n_blobs=6, seed=0):
+    """Well separated 16-d blobs: a layout that keeps them apart shows where each cell belongs."""
+    rng = np.random.default_rng(seed)
+    blob = rng.integers(n_blobs, size=n_cells)
+    centres = rng.normal(scale=6.0, size=(n_blobs, 16))
+    embedding = (centres[blob] + rng.normal(size=(n_cells, 16))).astype(np.float32)
+    return ad.AnnData(np.zeros((n_cells, 1), dtype=np.float32), obsm={"X_scdefr": embedding}), blob
+
+
+def test_umap_above_the_limit_fits_a_subsample_and_places_the_rest_with_their_kind():
+    from sklearn.neighbors import NearestNeighbors
+
+    adata, blob = planted_blobs()
+    add_umap(adata, seed=0, max_cells=1000)
+    layout = adata.obsm["X_umap"]
+    assert layout.shape == (3000, 2) and np.isfinite(layout).all()
+    assert dict(adata.uns["scdefr_umap"]) == {"n_fitted": 1000, "n_placed": 2000}
+    assert UMAP_NEIGHBORS_KEY not in adata.uns  # no kNN graph of every cell was built
+
+    fitted = np.sort(np.random.default_rng(0).choice(3000, size=1000, replace=False))
+    placed = np.setdiff1d(np.arange(3000), fitted)
+    _, nearest = NearestNeighbors(n_neighbors=1).fit(layout[fitted]).kneighbors(layout[placed])
+    assert (blob[fitted][nearest[:, 0]] == blob[placed]).mean() > 0.98
+
+    again, _ = planted_blobs()
+    add_umap(again, seed=0, max_cells=1000)
+    np.testing.assert_array_equal(again.obsm["X_umap"], layout)
+
+
+def test_umap_up_to_the_limit_fits_every_cell():
+    adata, _ = planted_blobs(n_cells=400)
+    add_umap(adata, seed=0, max_cells=400)
+    assert dict(adata.uns["scdefr_umap"]) == {"n_fitted": 400, "n_placed": 0}
+    assert adata.obsp[f"{UMAP_NEIGHBORS_KEY}_distances"].shape == (400, 400)
+
+
+def test_placement_weights_the_nearest_fitted_cells_by_inverse_distance():
+    reference = np.array([[0.0], [1.0], [10.0]], dtype=np.float32)
+    layout = np.array([[0.0, 0.0], [3.0, 3.0], [100.0, 100.0]], dtype=np.float32)
+    query = np.array([[0.0], [0.5], [0.25]], dtype=np.float32)
+    placed = place_among_neighbours(reference, layout, query, n_neighbors=2)
+    np.testing.assert_allclose(placed[0], [0.0, 0.0], atol=1e-6)  # on a fitted cell: its position
+    np.testing.assert_allclose(placed[1], [1.5, 1.5], rtol=1e-6)  # midway: the mean
+    np.testing.assert_allclose(placed[2], [0.75, 0.75], rtol=1e-6)  # weights 1/0.25 and 1/0.75
+
+
+def test_an_unknown_compression_is_refused_before_any_file_is_written(tmp_path):
+    with pytest.raises(ScdefrError, match="compression must be one of"):
+        export(fake_trained(n_cells=60, n_clusters=3), tmp_path / "out", "s", compression="zstd")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_default_umap_subsample_is_searched_exactly():
+    """Fitting more cells than the exact search's limit would pay pynndescent's numba compilation
+    (about 45 s) in the export of every large input."""
+    from scdefr import pp
+    from scdefr.config import UMAP_MAX_CELLS
+
+    assert pp.auto_knn_method(UMAP_MAX_CELLS) == "exact"

@@ -346,14 +346,23 @@ def test_real_dataset_reads_as_raw_counts():
     assert adata.obs["cell_type"].nunique() == 12
 
 
-def test_steps_write_h5ad_with_gzip_level_1_and_it_reads_back(counts, tmp_path):
-    """Level 1, not h5py's default 4: 30% less time writing 100,000 cells (BENCHMARKS.md, round 9)."""
+@pytest.mark.parametrize("compression, expected", [("gzip", ("gzip", 1)), ("none", (None, None))])
+def test_steps_write_h5ad_compressed_as_asked_and_it_reads_back(counts, tmp_path, compression, expected):
+    """gzip is level 1, not h5py's default 4: 30% less time writing 100,000 cells (BENCHMARKS.md, round 9)."""
     from scdefr._files import write_h5ad
 
-    path = write_h5ad(counts, tmp_path / "written.h5ad")
+    path = write_h5ad(counts, tmp_path / "written.h5ad", compression=compression)
     with h5py.File(path) as handle:
         arrays = []
         handle.visititems(lambda name, item: arrays.append(item) if isinstance(item, h5py.Dataset) and item.size > 1 else None)
-        assert arrays and {(item.compression, item.compression_opts) for item in arrays} == {("gzip", 1)}
+        assert arrays and {(item.compression, item.compression_opts) for item in arrays} == {expected}
     back = ad.read_h5ad(path)
     np.testing.assert_array_equal(dense(back), dense(counts))
+
+
+def test_an_unknown_compression_is_refused_before_writing(counts, tmp_path):
+    from scdefr._files import write_h5ad
+
+    with pytest.raises(ScdefrError, match="compression must be one of gzip, none"):
+        write_h5ad(counts, tmp_path / "written.h5ad", compression="zstd")
+    assert not list(tmp_path.iterdir())

@@ -165,6 +165,37 @@ def test_max_counts_filter(counts):
     assert result.uns["scdefr_qc"]["summary"]["steps"]["max_counts"]["cells"] < counts.n_obs - 10
 
 
+def scanpy_seurat_genes(log_normalised: ad.AnnData, n_top_genes: int) -> ad.AnnData:
+    import scanpy as sc
+
+    reference = log_normalised.copy()
+    sc.pp.highly_variable_genes(reference, flavor="seurat", n_top_genes=n_top_genes)
+    return reference
+
+
+@pytest.mark.parametrize("n_top_genes", [50, 150, 300])
+def test_highly_variable_genes_are_scanpys_seurat_genes(counts, n_top_genes):
+    """Summed over blocks of cells (so no copy of the matrix), the same genes and statistics as
+    scanpy's flavor='seurat'; block boundaries do not matter."""
+    import scanpy as sc
+
+    from scdefr.pp import _qc
+
+    adata = counts.copy()
+    sc.pp.normalize_total(adata)
+    sc.pp.log1p(adata)
+    reference = scanpy_seurat_genes(adata, n_top_genes)
+    for block_cells in (7, 8192):
+        mine = adata.copy()
+        stats = _qc.seurat_dispersions(mine.X, block_cells=block_cells)
+        assert _qc._select_highly_variable(mine, n_top_genes) == reference.var["highly_variable"].sum()
+        assert (mine.var["highly_variable"] == reference.var["highly_variable"]).all()
+        for column in ("means", "dispersions", "dispersions_norm"):
+            np.testing.assert_allclose(mine.var[column], reference.var[column], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(stats["dispersions"], reference.var["dispersions"], rtol=1e-5)
+    assert mine.uns["hvg"] == {"flavor": "seurat"}
+
+
 def test_qc_plot(counts, qced, tmp_path):
     adata = counts.copy()
     result = pp.qc(adata, n_top_genes=200)
@@ -265,6 +296,46 @@ def test_graph_refuses_nan(qced):
         pp.build_graph(adata)
 
 
+def test_search_is_exact_up_to_the_limit_and_approximate_above():
+    """Up to and including the limit, so the export's UMAP fitted on that many cells searches exactly."""
+    assert pp.auto_knn_method(pp.EXACT_KNN_MAX_CELLS) == "exact"
+    assert pp.auto_knn_method(pp.EXACT_KNN_MAX_CELLS + 1) == "approx"
+
+
+def test_covariance_pca_matches_an_exact_svd(qced):
+    """The large-input PCA: the same components, scores and variances as sklearn's full SVD, with
+    each component signed so its largest loading is positive (so the result does not depend on a seed)."""
+    from sklearn.decomposition import PCA
+
+    adata = qced.copy()
+    pp.covariance_pca(adata, 10)
+    dense = adata.X.toarray()
+    reference = PCA(10, svd_solver="full").fit(dense)
+    signs = np.sign(reference.components_[np.arange(10), np.abs(reference.components_).argmax(axis=1)])
+    np.testing.assert_allclose(adata.varm["PCs"].T, reference.components_ * signs[:, None], atol=1e-4)
+    np.testing.assert_allclose(adata.obsm["X_pca"], reference.transform(dense) * signs, atol=1e-3)
+    np.testing.assert_allclose(adata.uns["pca"]["variance"], reference.explained_variance_, rtol=1e-4)
+    np.testing.assert_allclose(adata.uns["pca"]["variance_ratio"], reference.explained_variance_ratio_, rtol=1e-4)
+    assert adata.obsm["X_pca"].dtype == np.float32
+
+
+def test_graph_uses_the_covariance_pca_above_its_threshold(qced, monkeypatch):
+    """Inputs above SCANPY_PCA_MAX_CELLS get the covariance PCA; smaller ones keep scanpy's,
+    and both give the same neighbours on well separated types."""
+    from scdefr.pp import _graph
+
+    small = qced.copy()
+    pp.build_graph(small, n_pcs=15, seed=0)
+    monkeypatch.setattr(_graph, "SCANPY_PCA_MAX_CELLS", qced.n_obs - 1)
+    large = qced.copy()
+    pp.build_graph(large, n_pcs=15, seed=0)
+    assert large.uns["pca"]["params"]["solver"] == "covariance" and "solver" not in small.uns["pca"]["params"]
+    correlation = [abs(np.corrcoef(small.obsm["X_pca"][:, i], large.obsm["X_pca"][:, i])[0, 1]) for i in range(3)]
+    assert min(correlation) > 0.999
+    same = small.obsp["scdefr_adjacency"].astype(bool).multiply(large.obsp["scdefr_adjacency"].astype(bool)).nnz
+    assert same / small.obsp["scdefr_adjacency"].nnz > 0.95
+
+
 @pytest.mark.slow
 def test_approximate_graph_above_4096_cells():
     """pynndescent path (scanpy 1.11 needs pynndescent<0.7 here): seeded, reproducible, close to exact."""
@@ -301,3 +372,26 @@ def test_default_qc_keeps_nearly_all_cells_of_a_published_dataset():
     assert result.n_vars == min(2000, genes_seen_in_3_cells)
     pp.build_graph(result, seed=0)
     assert result.uns["scdefr_graph"]["degree"]["min"] >= 9
+
+
+@pytest.mark.skipif(not (DATASETS / "paul15.h5ad").exists(), reason="shared datasets absent")
+def test_highly_variable_genes_of_a_published_dataset_are_scanpys():
+    import scanpy as sc
+
+    from scdefr import io
+    from scdefr.pp import _qc
+
+    adata = io.read_counts(DATASETS / "paul15.h5ad")
+    sc.pp.normalize_total(adata)
+    sc.pp.log1p(adata)
+    reference = scanpy_seurat_genes(adata, 2000)
+    _qc._select_highly_variable(adata, 2000)
+    assert (adata.var["highly_variable"] == reference.var["highly_variable"]).all()
+
+
+def test_no_variable_gene_is_a_user_error():
+    """Every gene constant across the kept cells: no dispersion to rank, a one-line error."""
+    flat = ad.AnnData(sparse.csr_matrix(np.ones((60, 40), dtype=np.float32)),
+                      var=pd.DataFrame(index=[f"Gene{i}" for i in range(40)]))
+    with pytest.raises(ScdefrError, match="no gene varies across the kept cells"):
+        pp.qc(flat, min_genes=1, n_top_genes=10)

@@ -63,12 +63,15 @@ def test_run_results_are_consistent_across_steps(run_outdir):
 
 @pytest.mark.slow
 def test_runner_matches_the_separate_steps(run_outdir, counts_file, tmp_path):
-    """Calling the four commands one by one (as the pipeline does) gives the same clusters."""
+    """Calling the four commands one by one (as the pipeline does) gives the same clusters, here with
+    uncompressed files, which every step writes when asked."""
+    import h5py
+
     step_dir = tmp_path / "steps"
     opts = {"qc": ["--n-top-genes", "150"], "graph": ["--n-pcs", "10"],
             "train": ["--n-clusters", "3", "--pretrain-epochs", "3", "--epochs", "2", "--hidden-dims", "32,8",
                       "--kmeans-n-init", "2"]}
-    common = ["--seed", "1", "--quiet"]
+    common = ["--seed", "1", "--quiet", "--compression", "none"]
     assert main(["qc", "--input", str(counts_file), "--output", str(step_dir / "s.qc.h5ad"), *opts["qc"], *common]) == 0
     assert main(["graph", "--input", str(step_dir / "s.qc.h5ad"), "--output", str(step_dir / "s.graph.h5ad"),
                  *opts["graph"], *common]) == 0
@@ -81,6 +84,11 @@ def test_runner_matches_the_separate_steps(run_outdir, counts_file, tmp_path):
     # Same cells and clusters; probabilities to float32 precision (thread pools sized by earlier
     # tests in this process can change the order of floating-point sums).
     pd.testing.assert_frame_equal(separate, together, check_exact=False, rtol=1e-4)
+    for written in ("s.qc.h5ad", "s.graph.h5ad", "s.trained.h5ad", "export/s.h5ad"):
+        with h5py.File(step_dir / written) as handle:
+            compressions = set()
+            handle.visititems(lambda name, item: compressions.add(item.compression) if isinstance(item, h5py.Dataset) else None)
+        assert compressions == {None}, written
 
 def test_default_sample_name_and_layout(tmp_path):
     assert default_sample_name("data/pbmc3k.h5ad") == "pbmc3k"
@@ -92,8 +100,10 @@ def test_run_accepts_every_step_option():
     from scdefr.cli import build_parser
 
     args = build_parser().parse_args(["run", "--input", "x", "--outdir", "o", "--min-genes", "5", "--n-neighbors", "7",
-                                      "--epochs", "4", "--label-key", "cell_type", "--seed", "3"])
+                                      "--epochs", "4", "--label-key", "cell_type", "--seed", "3",
+                                      "--umap-max-cells", "500", "--compression", "none"])
     assert (args.min_genes, args.n_neighbors, args.epochs, args.label_key, args.seed) == (5, 7, 4, "cell_type", 3)
+    assert (args.umap_max_cells, args.compression) == (500, "none")
 
 @pytest.mark.parametrize("case", ["missing_input", "bad_sample_name", "not_counts", "outdir_is_a_file", "label_key_absent"])
 def test_run_bad_input_exits_2_in_one_line(case, counts_file, tmp_path, capsys):

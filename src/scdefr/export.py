@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from ._files import atomic_path, ensure_writable_dir, write_h5ad, write_text
+from ._files import atomic_path, check_compression, ensure_writable_dir, write_h5ad, write_text
+from .config import DEFAULT_H5AD_COMPRESSION, UMAP_MAX_CELLS
 from .errors import ScdefrError
 
 logger = logging.getLogger(__name__)
@@ -52,13 +53,46 @@ def check_trained(adata, label_key: str | None = None) -> None:
         raise ScdefrError(f"label column {label_key!r} is not in the input's obs (columns: {columns})")
 
 
-def add_umap(adata, *, seed: int = 0, n_neighbors: int = 15) -> None:
+def add_umap(adata, *, seed: int = 0, n_neighbors: int = 15, max_cells: int | None = UMAP_MAX_CELLS) -> None:
     """UMAP of the scDEFR embedding into ``obsm['X_umap']``.
 
     Its kNN graph is kept under its own key so the graph step's PCA neighbours stay untouched. It is
     searched exactly up to the graph step's limit (scanpy would switch to pynndescent from 8,192
     cells, and pay its numba compilation again).
+
+    Above ``max_cells`` cells (``None``: no limit) the layout is fitted on a random subsample of
+    ``max_cells`` cells and every other cell is placed among its nearest fitted cells: a seeded UMAP
+    lays cells out on one thread, and its time grows faster than the cells (2.6 min for 98,714 cells,
+    4.9 min for 200,000 on the benchmark machine; BENCHMARKS.md, round 10). ``uns['scdefr_umap']``
+    says how many cells were fitted.
     """
+    n_cells = adata.n_obs
+    if max_cells is not None and max_cells < 2:
+        raise ScdefrError(f"the UMAP needs at least 2 fitted cells, got a limit of {max_cells}")
+    embedding = np.asarray(adata.obsm["X_scdefr"], dtype=np.float32)
+    if max_cells is None or n_cells <= max_cells:
+        _fit_umap(adata, seed=seed, n_neighbors=n_neighbors)
+        adata.uns["scdefr_umap"] = {"n_fitted": n_cells, "n_placed": 0}
+        return
+
+    import anndata
+
+    logger.info("UMAP fitted on %d random cells of %d; the others are placed among their nearest fitted cells",
+                max_cells, n_cells)
+    fitted = np.sort(np.random.default_rng(seed).choice(n_cells, size=max_cells, replace=False))
+    placed = np.setdiff1d(np.arange(n_cells), fitted)
+    subsample = anndata.AnnData(obs=pd.DataFrame(index=adata.obs_names[fitted]), obsm={"X_scdefr": embedding[fitted]})
+    _fit_umap(subsample, seed=seed, n_neighbors=n_neighbors)
+    coordinates = np.empty((n_cells, 2), dtype=np.float32)
+    coordinates[fitted] = subsample.obsm["X_umap"]
+    coordinates[placed] = place_among_neighbours(embedding[fitted], subsample.obsm["X_umap"], embedding[placed],
+                                                 n_neighbors=min(n_neighbors, max_cells))
+    adata.obsm["X_umap"] = coordinates
+    adata.uns["umap"] = subsample.uns["umap"]
+    adata.uns["scdefr_umap"] = {"n_fitted": int(max_cells), "n_placed": int(len(placed))}
+
+
+def _fit_umap(adata, *, seed: int, n_neighbors: int) -> None:
     import scanpy as sc
 
     from .pp import KNN_TRANSFORMERS, auto_knn_method
@@ -67,6 +101,23 @@ def add_umap(adata, *, seed: int = 0, n_neighbors: int = 15) -> None:
     sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep="X_scdefr", key_added=UMAP_NEIGHBORS_KEY,
                     transformer=KNN_TRANSFORMERS[auto_knn_method(adata.n_obs)], random_state=seed)
     sc.tl.umap(adata, neighbors_key=UMAP_NEIGHBORS_KEY, random_state=seed)
+
+
+def place_among_neighbours(reference, reference_layout, query, *, n_neighbors: int = 15) -> np.ndarray:
+    """Lay each query cell at the inverse-distance-weighted mean layout of its nearest reference cells.
+
+    This is where umap-learn's ``transform`` starts new points before refining them; the refinement
+    is left out because it costs as much per cell as the layout it would save.
+    """
+    import numba
+    from sklearn.neighbors import NearestNeighbors
+
+    # The query cells are searched in parallel, on as many threads as scanpy's kNN and UMAP may use.
+    search = NearestNeighbors(n_neighbors=n_neighbors, n_jobs=numba.get_num_threads()).fit(reference)
+    distances, nearest = search.kneighbors(query)
+    weights = 1.0 / np.maximum(distances, 1e-12)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return np.einsum("qk,qkd->qd", weights, np.asarray(reference_layout)[nearest]).astype(np.float32)
 
 
 def clusters_table(adata) -> pd.DataFrame:
@@ -181,16 +232,19 @@ def output_paths(outdir: str | os.PathLike, prefix: str) -> dict[str, Path]:
     }
 
 
-def export(adata, outdir: str | os.PathLike, prefix: str, *, label_key: str | None = None, seed: int = 0) -> dict[str, Path]:
+def export(adata, outdir: str | os.PathLike, prefix: str, *, label_key: str | None = None, seed: int = 0,
+           umap_max_cells: int | None = UMAP_MAX_CELLS, compression: str = DEFAULT_H5AD_COMPRESSION) -> dict[str, Path]:
     """Write every export file for one sample; returns their paths by role (see :func:`output_paths`).
 
-    ``adata`` gains ``obsm['X_umap']`` and ``uns['scdefr_export']`` (the metrics). Everything is
+    ``adata`` gains ``obsm['X_umap']`` (see :func:`add_umap` for ``umap_max_cells``) and
+    ``uns['scdefr_export']`` (the metrics); its h5ad is written with ``compression``. Everything is
     checked before the first file is written, and each file appears under its final name only when
     complete.
     """
     from . import pl
 
     check_trained(adata, label_key)
+    check_compression(compression)
     if not prefix or "/" in prefix:
         raise ScdefrError(f"prefix must be a plain file name, got {prefix!r}")
     ensure_writable_dir(outdir)
@@ -201,7 +255,7 @@ def export(adata, outdir: str | os.PathLike, prefix: str, *, label_key: str | No
                 _number(result["silhouette"]),
                 f", ARI {result['ari']:.3f}, NMI {result['nmi']:.3f}, accuracy {result['accuracy']:.3f}" if label_key else "")
     logger.info("%s: UMAP of the scDEFR embedding", prefix)
-    add_umap(adata, seed=seed)
+    add_umap(adata, seed=seed, max_cells=umap_max_cells)
 
     with atomic_path(paths["clusters"]) as tmp:
         clusters_table(adata).to_csv(tmp, index=False, float_format="%.6g")
@@ -228,7 +282,7 @@ def export(adata, outdir: str | os.PathLike, prefix: str, *, label_key: str | No
             shutil.copyfile(paths[source], tmp)
 
     adata.uns["scdefr_export"] = _writable({k: v for k, v in result.items() if v is not None})
-    write_h5ad(adata, paths["h5ad"])
+    write_h5ad(adata, paths["h5ad"], compression=compression)
     logger.info("%s: wrote %d files to %s", prefix, len(paths), outdir)
     return paths
 

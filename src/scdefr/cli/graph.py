@@ -21,7 +21,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--n-neighbors", type=int, default=10,
                        help="neighbours per cell in the kNN graph, the cell itself included (as the paper)")
     group.add_argument("--knn-method", choices=("auto", "exact", "approx"), default="auto",
-                       help="exact search, approximate (pynndescent), or auto: exact below 100,000 cells")
+                       help="exact search, approximate (pynndescent), or auto: exact up to 100,000 cells")
 
 
 def main(args: argparse.Namespace) -> None:
@@ -31,7 +31,7 @@ def main(args: argparse.Namespace) -> None:
     adata = io.read_step_h5ad(args.input, require_uns="scdefr_qc", made_by="scdefr qc")
     pp.build_graph(adata, n_pcs=args.n_pcs, n_neighbors=args.n_neighbors, knn_method=args.knn_method,
                    seed=args.seed)
-    write_h5ad(adata, args.output)
+    write_h5ad(adata, args.output, compression=args.compression)
     stats = adata.uns["scdefr_graph"]
     logger.info(
         "wrote %s: %d cells, %d edges, degree %d-%d (median %g), %d connected component(s)",

@@ -70,7 +70,7 @@ def main(args: argparse.Namespace) -> None:
     summary = result.uns["scdefr_qc"]["summary"]
     figure = pl.qc_plot(adata, result, title=Path(args.output).name.removesuffix(".h5ad").removesuffix(".qc"))
 
-    write_h5ad(result, args.output)
+    write_h5ad(result, args.output, compression=args.compression)
     write_text(json.dumps({"params": result.uns["scdefr_qc"]["params"], **summary}, indent=2) + "\n", summary_path)
     with atomic_path(plot_path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)

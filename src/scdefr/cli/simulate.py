@@ -38,5 +38,5 @@ def main(args: argparse.Namespace) -> None:
         seed=args.seed,
         marker_log_fold_change=args.marker_lfc,
     )
-    write_h5ad(adata, args.output)
+    write_h5ad(adata, args.output, compression=args.compression)
     logger.info("wrote %s (%d cells x %d genes)", args.output, adata.n_obs, adata.n_vars)

@@ -190,7 +190,7 @@ def main(args: argparse.Namespace) -> None:
         log_every=args.log_every,
         checkpoint_every=args.checkpoint_every,
     )
-    write_h5ad(adata, args.output)
+    write_h5ad(adata, args.output, compression=args.compression)
     logger.info(
         "wrote %s and %s: %d cells in %d clusters (%s)",
         args.output, model_out, adata.n_obs, model.module.config["n_clusters"],

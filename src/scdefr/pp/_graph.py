@@ -15,7 +15,7 @@ from ..errors import ScdefrError
 logger = logging.getLogger(__name__)
 
 KNN_METHODS = ("auto", "exact", "approx")
-# Exact (brute-force) search below this many cells. It finds the true neighbours, where pynndescent
+# Exact (brute-force) search up to this many cells. It finds the true neighbours, where pynndescent
 # recalled 91% of them on 8,617 cells. And it is faster there: pynndescent compiles with numba in
 # every new process, about 45 s on 2 cores. On 100,000 cells x 50 PCs with 2 threads, exact search
 # took 22 s, and pynndescent 4 s plus that compilation. Above this size the quadratic cost of brute
@@ -25,9 +25,50 @@ EXACT_KNN_MAX_CELLS = 100_000
 KNN_TRANSFORMERS = {"exact": "sklearn", "approx": "pynndescent"}
 
 
+# scanpy's PCA (ARPACK on the sparse matrix, whose sparse products use one thread) up to this many
+# cells. Above, the PCA comes from the genes x genes covariance, summed over dense blocks of cells
+# (BLAS, every thread): the same components (correlation 1.0 on 98,714 cells), 11.5 s against 56.7 s
+# there on one thread, and linear in the cells. Smaller inputs keep scanpy's PCA, so no earlier
+# result moves (BENCHMARKS.md, round 10).
+SCANPY_PCA_MAX_CELLS = 100_000
+PCA_BLOCK_CELLS = 8192
+
+
+def covariance_pca(adata: ad.AnnData, n_comps: int) -> None:
+    """PCA of ``adata.X`` into ``obsm['X_pca']``, ``varm['PCs']`` and ``uns['pca']``, as ``sc.pp.pca`` writes them.
+
+    Exact, not randomised: the eigenvectors of the covariance of the (highly variable) genes, signed
+    so that each component's largest loading is positive.
+    """
+    mask = adata.var["highly_variable"].to_numpy(bool) if "highly_variable" in adata.var else np.ones(adata.n_vars, bool)
+    X = sparse.csr_matrix(adata.X)[:, mask] if not mask.all() else sparse.csr_matrix(adata.X)
+    n_cells = X.shape[0]
+    mean = np.asarray(X.mean(axis=0, dtype=np.float64)).ravel()
+    covariance = np.zeros((X.shape[1], X.shape[1]))
+    for start in range(0, n_cells, PCA_BLOCK_CELLS):
+        block = X[start:start + PCA_BLOCK_CELLS].toarray() - mean.astype(np.float32)  # centred: no cancellation
+        covariance += block.T @ block
+    covariance /= n_cells - 1
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    order = np.argsort(eigenvalues)[::-1][:n_comps]
+    variance, components = eigenvalues[order], eigenvectors[:, order]
+    components *= np.sign(components[np.abs(components).argmax(axis=0), np.arange(n_comps)])
+    adata.obsm["X_pca"] = (X @ components - mean @ components).astype(np.float32)
+    loadings = np.zeros((adata.n_vars, n_comps))
+    loadings[mask] = components
+    adata.varm["PCs"] = loadings
+    adata.uns["pca"] = {
+        "params": {"zero_center": True, "use_highly_variable": "highly_variable" in adata.var,
+                   "mask_var": "highly_variable" if "highly_variable" in adata.var else None, "solver": "covariance"},
+        "variance": variance,
+        "variance_ratio": variance / np.trace(covariance),
+    }
+
+
 def auto_knn_method(n_cells: int) -> str:
-    """``exact`` below :data:`EXACT_KNN_MAX_CELLS` cells, ``approx`` (pynndescent) from there on."""
-    return "exact" if n_cells < EXACT_KNN_MAX_CELLS else "approx"
+    """``exact`` up to :data:`EXACT_KNN_MAX_CELLS` cells, ``approx`` (pynndescent) above: the export's
+    UMAP, fitted on at most that many cells, then never pays pynndescent's compilation."""
+    return "exact" if n_cells <= EXACT_KNN_MAX_CELLS else "approx"
 
 
 def knn_binary(distances: sparse.spmatrix, n_neighbors: int) -> sparse.csr_matrix:
@@ -75,7 +116,7 @@ def build_graph(
     """PCA, kNN graph and ``obsp['scdefr_adjacency']`` of the log-normalised X, in place (graph contract).
 
     ``n_neighbors`` counts the cell itself, as scanpy and the paper's ``kneighbors_graph(include_self=True)``
-    do. ``knn_method='auto'`` searches exactly below :data:`EXACT_KNN_MAX_CELLS` cells and with
+    do. ``knn_method='auto'`` searches exactly up to :data:`EXACT_KNN_MAX_CELLS` cells and with
     pynndescent above; both are seeded by ``seed``.
     """
     if knn_method not in KNN_METHODS:
@@ -96,7 +137,13 @@ def build_graph(
         raise ScdefrError(f"cannot compute PCA of {adata.n_obs} cells x {adata.n_vars} genes")
     if n_comps < n_pcs:
         logger.info("--n-pcs %d capped at %d for %d cells x %d genes", n_pcs, n_comps, adata.n_obs, adata.n_vars)
-    sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
+    covariance = adata.n_obs > SCANPY_PCA_MAX_CELLS
+    logger.info("PCA of %d cells x %d genes: %d components (%s)", adata.n_obs, adata.n_vars, n_comps,
+                "genes' covariance" if covariance else "scanpy, ARPACK")
+    if covariance:
+        covariance_pca(adata, n_comps)
+    else:
+        sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
 
     method = auto_knn_method(adata.n_obs) if knn_method == "auto" else knn_method
     logger.info("kNN graph: %d neighbours (self included), %s search, %d PCs", n_neighbors, method, n_comps)

@@ -30,6 +30,9 @@ QC_DEFAULTS = {
     "min_cells": 3,
     "n_top_genes": 2000,
 }
+# Highly variable genes: scanpy's Seurat-flavour bins of the mean, over blocks of this many cells.
+HVG_N_BINS = 20
+HVG_BLOCK_CELLS = 8192
 
 
 def mito_genes(adata: ad.AnnData, prefixes: Sequence[str] = MITO_PREFIXES) -> np.ndarray:
@@ -138,7 +141,8 @@ def qc(
 
     # Genes seen in no kept cell carry no information whatever --min-cells says.
     gene_keep, _ = sc.pp.filter_genes(filtered, min_cells=max(min_cells, 1), inplace=False)
-    filtered = filtered[:, gene_keep].copy()
+    if not gene_keep.all():  # copies cost a cells x genes matrix each: none when nothing is removed
+        filtered = filtered[:, gene_keep].copy()
     record("min_cells", min_cells, filtered.n_obs, filtered.n_vars)
     qc_metrics(filtered, mito_prefixes=mito_prefixes)
     has_counts = filtered.obs["n_counts"].to_numpy() > 0
@@ -151,7 +155,8 @@ def qc(
     sc.pp.normalize_total(filtered)
     sc.pp.log1p(filtered)
     n_hvg = _select_highly_variable(filtered, n_top_genes)
-    filtered = filtered[:, filtered.var["highly_variable"].to_numpy()].copy()
+    if n_hvg < filtered.n_vars:
+        filtered = filtered[:, filtered.var["highly_variable"].to_numpy()].copy()
     record("highly_variable", n_hvg, filtered.n_obs, filtered.n_vars)
 
     filtered.X = sparse.csr_matrix(filtered.X, dtype=np.float32)
@@ -171,11 +176,54 @@ def qc(
 
 
 def _select_highly_variable(adata: ad.AnnData, n_top_genes: int) -> int:
-    """Seurat-flavour dispersion ranking on the log data (as the paper); all genes if there are too few."""
+    """Seurat-flavour dispersion ranking on the log data (as the paper); all genes if there are too few.
+
+    The same statistics and selection as ``sc.pp.highly_variable_genes(flavor='seurat')``, with the
+    genes' means and variances summed over blocks of cells: scanpy's copies the log matrix twice to
+    take its expm1, which made the step's peak memory at 1M cells (BENCHMARKS.md, round 10).
+    """
+    stats = seurat_dispersions(adata.X, n_bins=HVG_N_BINS)
     if adata.n_vars <= n_top_genes:
-        sc.pp.highly_variable_genes(adata, flavor="seurat")
-        adata.var["highly_variable"] = True
+        highly_variable = np.ones(adata.n_vars, dtype=bool)
         logger.info("%d genes <= --n-top-genes %d: keeping all", adata.n_vars, n_top_genes)
-        return adata.n_vars
-    sc.pp.highly_variable_genes(adata, flavor="seurat", n_top_genes=n_top_genes)
-    return int(adata.var["highly_variable"].sum())
+    else:
+        normalised = stats["dispersions_norm"].to_numpy()
+        ranked = np.sort(normalised[~np.isnan(normalised)])[::-1]
+        if ranked.size == 0:
+            raise ScdefrError("no gene varies across the kept cells: no highly variable genes to select")
+        cutoff = ranked[min(n_top_genes, ranked.size) - 1]
+        highly_variable = np.nan_to_num(normalised, nan=-np.inf) >= cutoff
+    adata.uns["hvg"] = {"flavor": "seurat"}
+    adata.var["highly_variable"] = highly_variable
+    adata.var["means"] = stats["means"].to_numpy()
+    adata.var["dispersions"] = stats["dispersions"].to_numpy()
+    adata.var["dispersions_norm"] = stats["dispersions_norm"].to_numpy(dtype=np.float32)
+    return int(highly_variable.sum())
+
+
+def seurat_dispersions(X, *, n_bins: int = HVG_N_BINS, block_cells: int = HVG_BLOCK_CELLS) -> pd.DataFrame:
+    """Per gene of log1p-normalised ``X``: log1p of the mean and log of the dispersion (variance / mean)
+    of expm1(X), and the dispersion z-scored within ``n_bins`` equal-width bins of the mean (a bin
+    with one gene gets 1), as Seurat's ``FindVariableGenes`` and scanpy's ``flavor='seurat'`` define them."""
+    X = sparse.csr_matrix(X)
+    n_cells, n_genes = X.shape
+    total, squares = np.zeros(n_genes), np.zeros(n_genes)
+    for start in range(0, n_cells, block_cells):
+        block = X[start:start + block_cells]
+        values = np.expm1(block.data).astype(np.float64)  # expm1 in X's precision, as scanpy takes it
+        total += np.bincount(block.indices, weights=values, minlength=n_genes)
+        squares += np.bincount(block.indices, weights=values * values, minlength=n_genes)
+    mean = total / n_cells
+    variance = np.maximum(squares / n_cells - mean * mean, 0.0) * (n_cells / max(n_cells - 1, 1))
+    mean[mean == 0] = 1e-12
+    dispersion = variance / mean
+    dispersion[dispersion == 0] = np.nan
+    stats = pd.DataFrame({"means": np.log1p(mean), "dispersions": np.log(dispersion)})
+    stats["mean_bin"] = pd.cut(stats["means"], bins=n_bins)
+    per_bin = stats.groupby("mean_bin", observed=True)["dispersions"].agg(avg="mean", dev="std")
+    single = per_bin["dev"].isnull()
+    per_bin.loc[single, "dev"] = per_bin.loc[single, "avg"]
+    per_bin.loc[single, "avg"] = 0
+    per_bin = per_bin.loc[stats["mean_bin"]].set_index(stats.index)
+    stats["dispersions_norm"] = (stats["dispersions"] - per_bin["avg"]) / per_bin["dev"]
+    return stats.drop(columns="mean_bin")
