@@ -69,13 +69,14 @@ def add_umap(adata, *, seed: int = 0, n_neighbors: int = 15, max_cells: int | No
     n_cells = adata.n_obs
     if max_cells is not None and max_cells < 2:
         raise ScdefrError(f"the UMAP needs at least 2 fitted cells, got a limit of {max_cells}")
-    embedding = np.asarray(adata.obsm["X_scdefr"], dtype=np.float32)
     if max_cells is None or n_cells <= max_cells:
         _fit_umap(adata, seed=seed, n_neighbors=n_neighbors)
         adata.uns["scdefr_umap"] = {"n_fitted": n_cells, "n_placed": 0}
         return
 
     import anndata
+
+    embedding = np.asarray(adata.obsm["X_scdefr"], dtype=np.float32)
 
     logger.info("UMAP fitted on %d random cells of %d; the others are placed among their nearest fitted cells",
                 max_cells, n_cells)
@@ -106,8 +107,9 @@ def _fit_umap(adata, *, seed: int, n_neighbors: int) -> None:
 def place_among_neighbours(reference, reference_layout, query, *, n_neighbors: int = 15) -> np.ndarray:
     """Lay each query cell at the inverse-distance-weighted mean layout of its nearest reference cells.
 
-    This is where umap-learn's ``transform`` starts new points before refining them; the refinement
-    is left out because it costs as much per cell as the layout it would save.
+    umap-learn's ``transform`` also starts new points at a weighted mean of their nearest fitted
+    points' positions, then refines them; the refinement is left out because it costs about as much
+    per cell as the layout it would save.
     """
     import numba
     from sklearn.neighbors import NearestNeighbors
