@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .config import DEFAULT_H5AD_COMPRESSION
 from .errors import ScdefrError
 
 
@@ -51,9 +50,12 @@ def _current_umask() -> int:
     return mask
 
 
-# gzip at level 1: at 100,000 cells 30% faster to write than h5py's default level 4, for files 16%
-# larger (BENCHMARKS.md, round 9).
+# How every step compresses the h5ad it writes. gzip at level 1: at 100,000 cells 30% faster to write
+# than h5py's default level 4, for files 16% larger (BENCHMARKS.md, round 9); none: about ten times
+# faster than that, for files three times larger (round 10).
 _COMPRESSION_OPTIONS = {"gzip": {"compression": "gzip", "compression_opts": 1}, "none": {"compression": None}}
+H5AD_COMPRESSIONS = tuple(_COMPRESSION_OPTIONS)
+DEFAULT_H5AD_COMPRESSION = "gzip"
 
 
 def check_compression(compression: str) -> None:
@@ -63,8 +65,7 @@ def check_compression(compression: str) -> None:
 
 
 def write_h5ad(adata, path: str | os.PathLike, compression: str = DEFAULT_H5AD_COMPRESSION) -> Path:
-    """Write an AnnData atomically, compressed as ``compression`` says (one of
-    :data:`scdefr.config.H5AD_COMPRESSIONS`)."""
+    """Write an AnnData atomically, compressed as ``compression`` says (one of :data:`H5AD_COMPRESSIONS`)."""
     check_compression(compression)
     with atomic_path(path) as tmp:
         adata.write_h5ad(tmp, **_COMPRESSION_OPTIONS[compression])

@@ -37,10 +37,6 @@ DEFAULT_PRETRAIN_EPOCHS = 60
 DEFAULT_EPOCHS = 40
 EPOCH_REFERENCE_CELLS = 20_000
 MIN_AUTO_EPOCHS = 2
-# How every step compresses the h5ad it writes: gzip (level 1) or none, which writes ten times
-# faster into files three times larger (BENCHMARKS.md, rounds 9 and 10).
-H5AD_COMPRESSIONS = ("gzip", "none")
-DEFAULT_H5AD_COMPRESSION = "gzip"
 # The export's UMAP is fitted on at most this many cells (a random subsample); the others are placed
 # among their nearest fitted cells. A seeded UMAP lays cells out on one thread (BENCHMARKS.md, round 10).
 UMAP_MAX_CELLS = 100_000

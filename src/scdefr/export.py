@@ -24,8 +24,15 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from ._files import atomic_path, check_compression, ensure_writable_dir, write_h5ad, write_text
-from .config import DEFAULT_H5AD_COMPRESSION, UMAP_MAX_CELLS
+from ._files import (
+    DEFAULT_H5AD_COMPRESSION,
+    atomic_path,
+    check_compression,
+    ensure_writable_dir,
+    write_h5ad,
+    write_text,
+)
+from .config import UMAP_MAX_CELLS
 from .errors import ScdefrError
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 
-from ..config import DEFAULT_H5AD_COMPRESSION, H5AD_COMPRESSIONS
+from .._files import DEFAULT_H5AD_COMPRESSION, H5AD_COMPRESSIONS
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
