@@ -139,6 +139,22 @@ def test_h5ad_falls_back_to_raw_when_x_is_log_normalised(counts, tmp_path):
     assert read.uns["scdefr_input"]["counts"] == "raw.X"
 
 
+@pytest.mark.filterwarnings("ignore:Element '/X' was written without encoding metadata")
+def test_h5ad_written_before_anndata_0_8(counts, tmp_path):
+    """A sparse X stored with h5sparse attributes instead of an encoding is still read (whole file)."""
+    import h5py
+
+    counts.write_h5ad(tmp_path / "c.h5ad")
+    with h5py.File(tmp_path / "c.h5ad", "r+") as handle:
+        attrs = handle["X"].attrs
+        for key in ("encoding-type", "encoding-version", "shape"):
+            del attrs[key]
+        attrs["h5sparse_format"], attrs["h5sparse_shape"] = "csr", counts.shape
+    read = io.read_counts(tmp_path / "c.h5ad")
+    assert_same_counts(read, counts)
+    assert read.uns["scdefr_input"]["counts"] == "X"
+
+
 def test_gzipped_h5ad(counts, tmp_path):
     counts.write_h5ad(tmp_path / "c.h5ad")
     with open(tmp_path / "c.h5ad", "rb") as src, gzip.open(tmp_path / "matrix.h5ad.gz", "wb") as dst:

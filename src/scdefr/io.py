@@ -28,6 +28,7 @@ from pathlib import Path
 
 import anndata as ad
 import h5py
+from anndata.io import read_elem
 import numpy as np
 import pandas as pd
 import scanpy as sc
@@ -44,6 +45,8 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _GZIP_SIGNATURE = b"\x1f\x8b"
 # log1p of raw counts rarely exceeds this; normalised (CPM-like) values go far beyond it.
 _LOG_SCALE_MAX = 30.0
+# Values the raw-count checks look at at once: their temporaries (rounding, masks) stay this size.
+CHECK_CHUNK = 1 << 24
 # Names that say "this is a cell": a run of >= 8 nucleotides (barcodes) or cell_12 / Cell.12 style ids.
 _CELL_NAME = re.compile(r"[ACGT]{8,}|^cell[_.\-]?\d+$", re.IGNORECASE)
 _ENSEMBL_GENE = re.compile(r"^ENS[A-Z]*G\d{6,}")
@@ -146,24 +149,35 @@ def validate_raw_counts(matrix, *, what: str = "counts", uns: dict | None = None
         raise ScdefrError(f"{what}: values are {values.dtype}, not numbers")
     if values.size == 0:
         return  # all-zero sparse matrix; the QC filters report it
-    finite = np.isfinite(values)
-    if not finite.all():
-        bad = values[~finite]
-        kind = "NaN" if np.isnan(bad).any() else "infinite"
-        raise ScdefrError(f"{what}: {bad.size} {kind} value(s); give raw counts")
-    if (values < 0).any():
-        raise ScdefrError(f"{what}: negative values (min {values.min():g}); give raw counts, not scaled data")
+    n_nan = n_infinite = 0
+    for chunk in _chunks(values):
+        n_nan += int(np.isnan(chunk).sum())
+        n_infinite += int(np.isinf(chunk).sum())
+    if n_nan or n_infinite:
+        kind = "NaN" if n_nan else "infinite"
+        raise ScdefrError(f"{what}: {n_nan + n_infinite} {kind} value(s); give raw counts")
+    vmin = min(chunk.min() for chunk in _chunks(values))
+    if vmin < 0:
+        raise ScdefrError(f"{what}: negative values (min {vmin:g}); give raw counts, not scaled data")
     if uns is not None and "log1p" in uns:
         raise ScdefrError(f"{what}: uns['log1p'] says the data were log-transformed; give raw counts")
-    fractional = np.abs(values - np.round(values)) > 1e-6
-    if fractional.any():
-        example = values[fractional][0]
-        vmax = values.max()
-        if vmax <= _LOG_SCALE_MAX:
-            raise ScdefrError(
-                f"{what}: non-integer values (e.g. {example:g}, max {vmax:g}) - looks log-transformed; give raw counts"
-            )
-        raise ScdefrError(f"{what}: non-integer values (e.g. {example:g}) - looks normalised; give raw counts")
+    for chunk in _chunks(values):
+        fractional = np.abs(chunk - np.round(chunk)) > 1e-6
+        if fractional.any():
+            example = chunk[fractional][0]
+            vmax = max(chunk.max() for chunk in _chunks(values))
+            if vmax <= _LOG_SCALE_MAX:
+                raise ScdefrError(
+                    f"{what}: non-integer values (e.g. {example:g}, max {vmax:g}) - looks log-transformed; give raw counts"
+                )
+            raise ScdefrError(f"{what}: non-integer values (e.g. {example:g}) - looks normalised; give raw counts")
+
+
+def _chunks(values: np.ndarray):
+    """``values`` flattened, CHECK_CHUNK at a time."""
+    flat = values.reshape(-1)
+    for start in range(0, flat.size, CHECK_CHUNK):
+        yield flat[start:start + CHECK_CHUNK]
 
 
 def _one_line(exc: BaseException) -> str:
@@ -195,34 +209,55 @@ def _detect_hdf5_layout(path: Path) -> str:
 
 
 def _read_h5ad_counts(path: Path) -> tuple[ad.AnnData, str]:
-    """Counts from layers['counts'], else X, else .raw: the first that holds raw counts."""
+    """Counts from layers['counts'], else X, else .raw: the first that holds raw counts.
+
+    Only obs, var and the matrices tried are read, one at a time: reading the whole file would hold
+    every matrix in it at once (a CELLxGENE file's normalised X beside its raw counts, say). Files
+    whose elements lack anndata's encodings (written before anndata 0.8) are read whole.
+    """
     if path.name.lower().endswith(".gz"):
         with tempfile.TemporaryDirectory(prefix="scdefr_") as tmp:
             plain = Path(tmp) / "input.h5ad"
             with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-            adata = ad.read_h5ad(plain)
-    else:
-        adata = ad.read_h5ad(path)
-    candidates = []
-    if "counts" in adata.layers:
-        candidates.append(("layers['counts']", adata.layers["counts"], adata.var))
-    candidates.append(("X", adata.X, adata.var))
-    if adata.raw is not None:
-        candidates.append(("raw.X", adata.raw.X, adata.raw.var))
+            return _read_h5ad_counts(plain)
+    with h5py.File(path, "r") as handle:
+        matrices = [key for key in ("layers/counts", "X", "raw/X") if key in handle]
+        if all("encoding-type" in handle[key].attrs for key in ["obs", *matrices]):
+            def stored(key: str, var_key: str):
+                return lambda: (read_elem(handle[key]), read_elem(handle[var_key])) if key in handle else None
+
+            sources = {"layers['counts']": stored("layers/counts", "var"), "X": stored("X", "var"),
+                       "raw.X": stored("raw/X", "raw/var")}
+            uns = dict.fromkeys(handle["uns"]) if "uns" in handle else {}
+            return _first_raw_counts(path, sources, read_elem(handle["obs"]), uns)
+    adata = ad.read_h5ad(path)
+    raw = adata.raw
+    sources = {"layers['counts']": lambda: (adata.layers["counts"], adata.var) if "counts" in adata.layers else None,
+               "X": lambda: (adata.X, adata.var) if adata.X is not None else None,
+               "raw.X": lambda: (raw.X, raw.var) if raw is not None else None}
+    return _first_raw_counts(path, sources, adata.obs, adata.uns)
+
+
+def _first_raw_counts(path: Path, sources: dict, obs: pd.DataFrame, uns) -> tuple[ad.AnnData, str]:
+    """The first matrix :func:`validate_raw_counts` accepts, as an AnnData; ``sources`` maps each
+    source's name to a function giving ``(matrix, var)``, or ``None`` when the file lacks it."""
     problems = []
-    for source, matrix, var in candidates:
-        if matrix is None:
+    for source, read in sources.items():
+        found = read()
+        if found is None:
             continue
+        matrix, var = found
+        found = None  # a rejected matrix is freed before the next one is read
         try:
-            validate_raw_counts(matrix, what=source, uns=adata.uns if source == "X" else None)
+            validate_raw_counts(matrix, what=source, uns=uns if source == "X" else None)
         except ScdefrError as exc:
             problems.append(str(exc))
+            matrix = None
             continue
-        counts = ad.AnnData(X=matrix, obs=adata.obs.copy(), var=var.copy())
         if problems:
             logger.info("using %s as raw counts (%s)", source, problems[-1])
-        return counts, source
+        return ad.AnnData(X=matrix, obs=obs.copy(), var=var.copy()), source
     if not problems:
         raise ScdefrError(f"{path} has no count matrix (X is empty and there is no layers['counts'] or .raw)")
     raise ScdefrError(f"{path}: no raw counts found; {problems[0]}")

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 from scipy import sparse
 
 from ..errors import ScdefrError
@@ -30,9 +29,10 @@ QC_DEFAULTS = {
     "min_cells": 3,
     "n_top_genes": 2000,
 }
-# Highly variable genes: scanpy's Seurat-flavour bins of the mean, over blocks of this many cells.
+# Highly variable genes: scanpy's Seurat-flavour bins of the mean.
 HVG_N_BINS = 20
-HVG_BLOCK_CELLS = 8192
+# qc reads the counts this many cells at a time: its working memory beyond its output is one block.
+BLOCK_CELLS = 8192
 
 
 def mito_genes(adata: ad.AnnData, prefixes: Sequence[str] = MITO_PREFIXES) -> np.ndarray:
@@ -46,14 +46,18 @@ def mito_genes(adata: ad.AnnData, prefixes: Sequence[str] = MITO_PREFIXES) -> np
 
 
 def qc_metrics(adata: ad.AnnData, *, mito_prefixes: Sequence[str] = MITO_PREFIXES) -> None:
-    """Add ``obs['n_counts', 'n_genes', 'pct_counts_mt']``, ``var['mt', 'n_cells']`` from the counts in X, in place."""
+    """Add ``obs['n_counts', 'n_genes', 'pct_counts_mt']``, ``var['mt', 'n_cells']`` from the counts in X, in place.
+
+    sc.pp.calculate_qc_metrics' totals, non-zero genes per cell and cells per gene, and percentage of
+    mitochondrial counts, summed over blocks of cells: scanpy's also takes every gene's mean and
+    variance, which held a second copy of the matrix (BENCHMARKS.md, round 11).
+    """
     adata.var["mt"] = mito_genes(adata, mito_prefixes)
-    obs, var = sc.pp.calculate_qc_metrics(adata, qc_vars=["mt"], percent_top=None, log1p=False, inplace=False)
-    adata.obs["n_counts"] = obs["total_counts"].to_numpy(dtype=np.float64)
-    adata.obs["n_genes"] = obs["n_genes_by_counts"].to_numpy(dtype=np.int64)
-    # 0/0 for cells without counts: call it 0% so only the count filters judge those cells
-    adata.obs["pct_counts_mt"] = np.nan_to_num(obs["pct_counts_mt"].to_numpy(dtype=np.float64), nan=0.0)
-    adata.var["n_cells"] = var["n_cells_by_counts"].to_numpy(dtype=np.int64)
+    counts = _row_readable(adata.X)
+    cells = np.arange(adata.n_obs)
+    for column, values in _cell_metrics(counts, cells, None, adata.var["mt"].to_numpy()).items():
+        adata.obs[column] = values.to_numpy()
+    adata.var["n_cells"] = _cells_detecting(counts, cells)
 
 
 def _cell_filters(obs: pd.DataFrame, params: dict) -> list[tuple[str, np.ndarray]]:
@@ -136,30 +140,45 @@ def qc(
     for step, mask in _cell_filters(adata.obs, params):
         keep &= mask
         record(step, params[step], int(keep.sum()), adata.n_vars)
-    filtered = adata[keep].copy()
-    filtered.X = sparse.csr_matrix(filtered.X, dtype=np.float32)  # dense or integer input from notebooks
+    cells = np.flatnonzero(keep)
 
+    # From here the counts are read in blocks of cells and only the kept genes are copied, once:
+    # copying the kept cells whole and normalising them held three times the input's memory at the
+    # peak (BENCHMARKS.md, round 11).
+    counts = _row_readable(adata.X)
     # Genes seen in no kept cell carry no information whatever --min-cells says.
-    gene_keep, _ = sc.pp.filter_genes(filtered, min_cells=max(min_cells, 1), inplace=False)
-    if not gene_keep.all():  # copies cost a cells x genes matrix each: none when nothing is removed
-        filtered = filtered[:, gene_keep].copy()
-    record("min_cells", min_cells, filtered.n_obs, filtered.n_vars)
-    qc_metrics(filtered, mito_prefixes=mito_prefixes)
-    has_counts = filtered.obs["n_counts"].to_numpy() > 0
+    detected = _cells_detecting(counts, cells)
+    genes = np.flatnonzero(detected >= max(min_cells, 1))
+    record("min_cells", min_cells, cells.size, genes.size)
+    metrics = _cell_metrics(counts, cells, genes, adata.var["mt"].to_numpy()[genes])
+    has_counts = metrics["n_counts"] > 0
     if not has_counts.all():  # possible only when the cell filters were switched off
-        filtered = filtered[has_counts].copy()
-        record("no_counts_left", 0, filtered.n_obs, filtered.n_vars)
+        cells, metrics = cells[has_counts], metrics[has_counts]
+        record("no_counts_left", 0, cells.size, genes.size)
 
-    filtered.layers["counts"] = filtered.X.copy()
+    factors = _normalisation_factors(metrics["n_counts"].to_numpy())
+    log_blocks = (_log_normalised(block[:, genes], factors[start:start + block.shape[0]])
+                  for start, block in _blocks(counts, cells))
+    stats = _dispersions_of_blocks(log_blocks, (cells.size, genes.size), HVG_N_BINS)
+    highly_variable = _highly_variable(stats, n_top_genes)
+    record("highly_variable", int(highly_variable.sum()), cells.size, int(highly_variable.sum()))
+    selected = genes[highly_variable]
+
+    filtered = _annotations(adata, cells, selected)
+    filtered.layers["counts"] = _select(counts, cells, selected)
+    filtered.X = _log_normalised(filtered.layers["counts"], factors)
+    filtered.uns["log1p"] = {"base": None}
+    for column in metrics:
+        filtered.obs[column] = metrics[column].to_numpy()
     filtered.obs["size_factors"] = filtered.obs["n_counts"] / np.median(filtered.obs["n_counts"])
-    sc.pp.normalize_total(filtered)
-    sc.pp.log1p(filtered)
-    n_hvg = _select_highly_variable(filtered, n_top_genes)
-    if n_hvg < filtered.n_vars:
-        filtered = filtered[:, filtered.var["highly_variable"].to_numpy()].copy()
-    record("highly_variable", n_hvg, filtered.n_obs, filtered.n_vars)
+    filtered.var["mt"] = adata.var["mt"].to_numpy()[selected]
+    filtered.var["n_cells"] = detected[selected]  # cells without counts, dropped above, detect nothing
+    filtered.uns["hvg"] = {"flavor": "seurat"}
+    filtered.var["highly_variable"] = True
+    for column in ("means", "dispersions", "dispersions_norm"):
+        filtered.var[column] = stats[column].to_numpy()[highly_variable]
+    filtered.var["dispersions_norm"] = filtered.var["dispersions_norm"].astype(np.float32)
 
-    filtered.X = sparse.csr_matrix(filtered.X, dtype=np.float32)
     summary = {
         "input": {"cells": int(adata.n_obs), "genes": int(adata.n_vars)},
         "steps": steps,
@@ -175,41 +194,124 @@ def qc(
     return filtered
 
 
-def _select_highly_variable(adata: ad.AnnData, n_top_genes: int) -> int:
-    """Seurat-flavour dispersion ranking on the log data (as the paper); all genes if there are too few.
-
-    The same statistics and selection as ``sc.pp.highly_variable_genes(flavor='seurat')``, with the
-    genes' means and variances summed over blocks of cells: scanpy's copies the log matrix twice to
-    take its expm1, which made the step's peak memory at 1M cells (BENCHMARKS.md, round 10).
-    """
-    stats = seurat_dispersions(adata.X, n_bins=HVG_N_BINS)
-    if adata.n_vars <= n_top_genes:
-        highly_variable = np.ones(adata.n_vars, dtype=bool)
-        logger.info("%d genes <= --n-top-genes %d: keeping all", adata.n_vars, n_top_genes)
-    else:
-        normalised = stats["dispersions_norm"].to_numpy()
-        ranked = np.sort(normalised[~np.isnan(normalised)])[::-1]
-        if ranked.size == 0:
-            raise ScdefrError("no gene varies across the kept cells: no highly variable genes to select")
-        cutoff = ranked[min(n_top_genes, ranked.size) - 1]
-        highly_variable = np.nan_to_num(normalised, nan=-np.inf) >= cutoff
-    adata.uns["hvg"] = {"flavor": "seurat"}
-    adata.var["highly_variable"] = highly_variable
-    adata.var["means"] = stats["means"].to_numpy()
-    adata.var["dispersions"] = stats["dispersions"].to_numpy()
-    adata.var["dispersions_norm"] = stats["dispersions_norm"].to_numpy(dtype=np.float32)
-    return int(highly_variable.sum())
+def _row_readable(X):
+    """X in a form whose rows are cheap to take: CSR or dense as they are, other sparse formats as CSR."""
+    if sparse.issparse(X) and X.format != "csr":
+        return sparse.csr_matrix(X)
+    return X
 
 
-def seurat_dispersions(X, *, n_bins: int = HVG_N_BINS, block_cells: int = HVG_BLOCK_CELLS) -> pd.DataFrame:
+def _blocks(X, cells: np.ndarray):
+    """``(offset, rows)``: the rows ``cells`` of X as float32 CSR without stored zeros, BLOCK_CELLS at a time."""
+    for start in range(0, cells.size, BLOCK_CELLS):
+        block = sparse.csr_matrix(X[cells[start:start + BLOCK_CELLS]], dtype=np.float32)
+        block.eliminate_zeros()
+        yield start, block
+
+
+def _cells_detecting(X, cells: np.ndarray) -> np.ndarray:
+    """Per gene, how many of ``cells`` have a non-zero count (sc.pp.filter_genes' ``n_cells``)."""
+    detected = np.zeros(X.shape[1], dtype=np.int64)
+    for _, block in _blocks(X, cells):
+        detected += np.bincount(block.indices, minlength=X.shape[1])
+    return detected
+
+
+def _cell_metrics(X, cells: np.ndarray, genes: np.ndarray | None, mito: np.ndarray) -> pd.DataFrame:
+    """``n_counts``, ``n_genes`` and ``pct_counts_mt`` (0 for cells without counts, so only the count
+    filters judge those) of ``cells`` over ``genes`` (all when ``None``; ``mito``: which of them are
+    mitochondrial)."""
+    n_counts, n_genes, mito_counts = (np.zeros(cells.size) for _ in range(3))
+    for start, block in _blocks(X, cells):
+        block = block if genes is None else block[:, genes]
+        rows = slice(start, start + block.shape[0])
+        n_counts[rows] = np.asarray(block.sum(axis=1, dtype=np.float64)).ravel()
+        n_genes[rows] = np.diff(block.indptr)
+        mito_counts[rows] = np.asarray(block[:, mito].sum(axis=1, dtype=np.float64)).ravel()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pct_mito = np.nan_to_num(mito_counts / n_counts * 100, nan=0.0)
+    return pd.DataFrame({"n_counts": n_counts, "n_genes": n_genes.astype(np.int64), "pct_counts_mt": pct_mito})
+
+
+def _normalisation_factors(n_counts: np.ndarray) -> np.ndarray:
+    """Each cell's counts over the median library, in float32 as sc.pp.normalize_total takes them
+    for float32 counts (so X is bit for bit what normalize_total and log1p would give)."""
+    totals = n_counts.astype(np.float32)
+    return totals / np.median(totals)
+
+
+def _log_normalised(counts: sparse.csr_matrix, factors: np.ndarray) -> sparse.csr_matrix:
+    """log1p(counts / factor of their cell), a new float32 CSR matrix, computed BLOCK_CELLS rows at a
+    time so that no temporary is the size of the matrix."""
+    data = np.empty_like(counts.data)
+    indptr = counts.indptr
+    for start in range(0, counts.shape[0], BLOCK_CELLS):
+        stop = min(start + BLOCK_CELLS, counts.shape[0])
+        values = slice(indptr[start], indptr[stop])
+        row_factors = np.repeat(factors[start:stop], np.diff(indptr[start:stop + 1]))
+        np.log1p(counts.data[values] / row_factors, out=data[values])
+    return sparse.csr_matrix((data, counts.indices.copy(), indptr.copy()), shape=counts.shape)
+
+
+def _select(X, cells: np.ndarray, genes: np.ndarray) -> sparse.csr_matrix:
+    """Float32 CSR of X's ``cells`` x ``genes``, filled block by block into arrays sized by a first
+    pass: ``X[cells][:, genes]`` would first copy every gene of the kept cells, and stacking the
+    blocks would hold them beside the result."""
+    indptr = np.zeros(cells.size + 1, dtype=np.int64)
+    for start, block in _blocks(X, cells):
+        indptr[start + 1:start + 1 + block.shape[0]] = np.diff(block[:, genes].indptr)
+    np.cumsum(indptr, out=indptr)
+    index_dtype = np.int32 if indptr[-1] <= np.iinfo(np.int32).max else np.int64
+    data = np.empty(indptr[-1], dtype=np.float32)
+    indices = np.empty(indptr[-1], dtype=index_dtype)
+    for start, block in _blocks(X, cells):
+        selected = block[:, genes]
+        values = slice(indptr[start], indptr[start + selected.shape[0]])
+        data[values], indices[values] = selected.data, selected.indices
+    return sparse.csr_matrix((data, indices, indptr.astype(index_dtype)), shape=(cells.size, genes.size))
+
+
+def _annotations(adata: ad.AnnData, cells: np.ndarray, genes: np.ndarray) -> ad.AnnData:
+    """A copy of everything ``adata`` holds of ``cells`` x ``genes`` except X (obs, var, uns, obsm,
+    layers, ...), as ``adata[cells, genes].copy()`` would give it, without copying X."""
+    shell = ad.AnnData(
+        obs=adata.obs, var=adata.var, uns=adata.uns, obsm=dict(adata.obsm), varm=dict(adata.varm),
+        obsp=dict(adata.obsp), varp=dict(adata.varp), layers=dict(adata.layers), raw=adata.raw,
+    )
+    return shell[cells, genes].copy()
+
+
+def _highly_variable(stats: pd.DataFrame, n_top_genes: int) -> np.ndarray:
+    """Seurat-flavour selection from :func:`seurat_dispersions`' statistics: the ``n_top_genes``
+    highest normalised dispersions (ties at the cut kept, as scanpy does); all genes if there are
+    too few."""
+    n_genes = len(stats)
+    if n_genes <= n_top_genes:
+        logger.info("%d genes <= --n-top-genes %d: keeping all", n_genes, n_top_genes)
+        return np.ones(n_genes, dtype=bool)
+    normalised = stats["dispersions_norm"].to_numpy()
+    ranked = np.sort(normalised[~np.isnan(normalised)])[::-1]
+    if ranked.size == 0:
+        raise ScdefrError("no gene varies across the kept cells: no highly variable genes to select")
+    cutoff = ranked[min(n_top_genes, ranked.size) - 1]
+    return np.nan_to_num(normalised, nan=-np.inf) >= cutoff
+
+
+def seurat_dispersions(X, *, n_bins: int = HVG_N_BINS, block_cells: int = BLOCK_CELLS) -> pd.DataFrame:
     """Per gene of log1p-normalised ``X``: log1p of the mean and log of the dispersion (variance / mean)
     of expm1(X), and the dispersion z-scored within ``n_bins`` equal-width bins of the mean (a bin
-    with one gene gets 1), as Seurat's ``FindVariableGenes`` and scanpy's ``flavor='seurat'`` define them."""
+    with one gene gets 1), as Seurat's ``FindVariableGenes`` and scanpy's ``flavor='seurat'`` define them.
+    Summed over blocks of ``block_cells`` cells: scanpy's copies the log matrix twice."""
     X = sparse.csr_matrix(X)
-    n_cells, n_genes = X.shape
+    blocks = (X[start:start + block_cells] for start in range(0, X.shape[0], block_cells))
+    return _dispersions_of_blocks(blocks, X.shape, n_bins)
+
+
+def _dispersions_of_blocks(log_blocks, shape: tuple[int, int], n_bins: int) -> pd.DataFrame:
+    """:func:`seurat_dispersions` of the matrix whose rows come as ``log_blocks`` (CSR, in any order)."""
+    n_cells, n_genes = shape
     total, squares = np.zeros(n_genes), np.zeros(n_genes)
-    for start in range(0, n_cells, block_cells):
-        block = X[start:start + block_cells]
+    for block in log_blocks:
         values = np.expm1(block.data).astype(np.float64)  # expm1 in X's precision, as scanpy takes it
         total += np.bincount(block.indices, weights=values, minlength=n_genes)
         squares += np.bincount(block.indices, weights=values * values, minlength=n_genes)
