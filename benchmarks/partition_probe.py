@@ -4,7 +4,7 @@ The joint phase refines the centres it starts from: on pbmc_10x, KMeans on the p
 scored 0.765 and the final argmax Q 0.760 (BENCHMARKS.md, round 3). So the partition that seeds
 the centres, and the embedding it partitions, bound the result, and both can be screened at the
 cost of pre-training alone. This script pre-trains once per dataset, seed and network variant
-(``--hidden-dims``, ``--hops``, ``--input-scaling``, ``--input-noise``; the rest are the package defaults), caches
+(``--hidden-dims``, ``--hops``, ``--input-scaling``, ``--input-noise``, ``--zinb-form``; the rest are the package defaults), caches
 z, and scores partitions of it with the true number of types: KMeans (the package's choice), Ward
 linkage, a Gaussian mixture, and Leiden on the kNN graph of z with its resolution bisected to the
 true k. The same partitions of the PCA embedding are the reference. ``--consensus`` also pools
@@ -26,14 +26,14 @@ import numpy as np
 
 from _common import DATASETS, LABEL_KEY, SEEDS, append_rows, score
 import baselines
-from scdefr.config import DEFAULT_HIDDEN_DIMS, DEFAULT_INPUT_SCALING, INPUT_SCALINGS
+from scdefr.config import DEFAULT_HIDDEN_DIMS, DEFAULT_INPUT_SCALING, INPUT_SCALINGS, ZINB_FORMS
 
 RESULTS_FILE = "partition_probe.csv"
 
 
 def pretrained_embedding(adata, seed: int, threads: int, hidden_dims: list[int], input_scaling: str,
                          hops: int, more_epochs: int = 0, regraph: bool = False,
-                         input_noise: float = 0.0) -> np.ndarray:
+                         input_noise: float = 0.0, zinb_form: str = "counts") -> np.ndarray:
     """z after the default pre-training schedule (no centres, no labels), then ``more_epochs`` more;
     with ``regraph`` those run on the kNN graph of the pre-trained z instead of the PCA's."""
     import torch
@@ -44,9 +44,9 @@ def pretrained_embedding(adata, seed: int, threads: int, hidden_dims: list[int],
     from scdefr.training import CellGraph, TrainingConfig, TrainingPlan, partition_cells
 
     torch.set_num_threads(threads)
-    graph = CellGraph.from_anndata(adata, input_scaling=input_scaling)
+    graph = CellGraph.from_anndata(adata, zinb_form=zinb_form, input_scaling=input_scaling)
     torch.manual_seed(seed)
-    module = SCDEFRModule(graph.n_genes, graph.n_cells, hidden_dims=hidden_dims, hops=hops)
+    module = SCDEFRModule(graph.n_genes, graph.n_cells, hidden_dims=hidden_dims, hops=hops, zinb_form=zinb_form)
     config = TrainingConfig(seed=seed, input_noise=input_noise)
     plan = TrainingPlan(module, graph, config, lambda embedding: (0, {}))
     epochs = plan.pretrain_epochs  # the automatic schedule the package would use
@@ -117,6 +117,8 @@ def main(argv=None):
                         help="what the encoders see of X")
     parser.add_argument("--input-noise", type=float, default=0.0,
                         help="sd of Gaussian noise on the encoders' input in pre-training (the package's default: 0)")
+    parser.add_argument("--zinb-form", choices=ZINB_FORMS, default=ZINB_FORMS[0],
+                        help="what the ZINB decoder reconstructs (the package's default: counts)")
     parser.add_argument("--more-epochs", type=int, default=0, help="pre-training epochs after the default schedule")
     parser.add_argument("--regraph", action="store_true",
                         help="run the --more-epochs on the kNN graph of the pre-trained z (same neighbours)")
@@ -130,6 +132,7 @@ def main(argv=None):
     variant = widths if args.input_scaling == DEFAULT_INPUT_SCALING else f"{widths}.{args.input_scaling}"
     variant += "" if args.hops == 3 else f".hops{args.hops}"
     variant += f".noise{args.input_noise:g}" if args.input_noise else ""
+    variant += "" if args.zinb_form == ZINB_FORMS[0] else f".zinb_{args.zinb_form}"
     variant += f".{'regraph' if args.regraph else 'more'}{args.more_epochs}" if args.more_epochs else ""
     args.cache.mkdir(parents=True, exist_ok=True)
     for name in args.datasets:
@@ -142,7 +145,7 @@ def main(argv=None):
             if not cached.exists():
                 started = time.perf_counter()
                 z = pretrained_embedding(adata, seed, args.threads, hidden, args.input_scaling, args.hops,
-                                         args.more_epochs, args.regraph, args.input_noise)
+                                         args.more_epochs, args.regraph, args.input_noise, args.zinb_form)
                 np.save(cached, z)
                 print(f"{name} seed {seed}: pre-trained in {time.perf_counter() - started:.0f} s", flush=True)
             pretrained.append(np.load(cached))

@@ -179,3 +179,20 @@ def test_umap_cost_times_both_modes_and_scores_only_real_cells(benchmarks, tmp_p
         assert float(rows[("600", limit)]["same_cluster"]) > 0.98
         assert 0 < float(rows[("600", limit)]["kept_neighbours"]) <= 1
     assert rows[("900", "300")]["real_cells"] == "False" and rows[("900", "300")]["same_cluster"] == ""
+
+
+def test_qc_memory_measures_qc_and_reads_in_fresh_processes(benchmarks, tmp_path):
+    """A tiled input has tiles x the cells, under new names; each measurement reports a positive
+    peak of its own process, and only the simulated base file is left behind."""
+    import anndata as ad
+
+    qc_memory = importlib.import_module("qc_memory")
+    qc_memory.main(
+        ["--workdir", str(tmp_path / "w"), "--cells", "300", "--genes", "400", "--tiles", "1", "2", "--cellxgene", "2"])
+    rows = read_table(tmp_path / "qc_memory.csv")
+    assert [(row["step"], row["input"], row["n_cells"]) for row in rows] == [
+        ("qc", "counts", "300"), ("qc", "counts", "600"), ("read", "cellxgene", "600")]
+    assert all(0 < float(row["peak_gb"]) < 10 and float(row["seconds"]) > 0 for row in rows)
+    assert [path.name for path in (tmp_path / "w").iterdir()] == ["sim300x400.h5ad"]
+    tripled = ad.read_h5ad(qc_memory.tiled(tmp_path / "w" / "sim300x400.h5ad", 3, tmp_path))
+    assert tripled.n_obs == 900 and tripled.obs_names.is_unique
