@@ -204,3 +204,25 @@ def test_option_names_do_not_clash():
     from scdefr.cli._common import add_common_options
 
     add_common_options(parser)
+
+
+@pytest.mark.parametrize("compression, filter_name", [("gzip", "gzip"), ("none", None)])
+def test_graph_carries_the_counts_from_file_to_file(counts_h5ad, tmp_path, monkeypatch, compression, filter_name):
+    """The graph step reads its input without the raw counts and copies them into its output (in
+    slices; here of 64 values), compressed as asked, equal to what qc wrote."""
+    import h5py
+
+    from scdefr import _files
+
+    monkeypatch.setattr(_files, "COPY_ELEMENTS", 64)
+    out = tmp_path / "out"
+    assert run("qc", "--input", counts_h5ad, "--output", out / "S.qc.h5ad", "--n-top-genes", 100) == 0
+    assert run("graph", "--input", out / "S.qc.h5ad", "--output", out / "S.graph.h5ad", "--n-pcs", 10,
+               "--compression", compression) == 0
+    qced, graphed = ad.read_h5ad(out / "S.qc.h5ad"), ad.read_h5ad(out / "S.graph.h5ad")
+    counts = graphed.layers["counts"]
+    assert sparse.issparse(counts) and counts.dtype == np.float32
+    assert (counts != qced.layers["counts"]).nnz == 0 and (graphed.X != qced.X).nnz == 0
+    with h5py.File(out / "S.graph.h5ad", "r") as handle:
+        assert handle["layers/counts/data"].compression == filter_name
+        assert handle["layers/counts"].attrs["encoding-type"] == "csr_matrix"

@@ -298,3 +298,16 @@ def test_the_default_umap_subsample_is_searched_exactly():
     from scdefr.config import UMAP_MAX_CELLS
 
     assert pp.auto_knn_method(UMAP_MAX_CELLS) == "exact"
+
+
+def test_cli_export_carries_x_and_the_counts_from_file_to_file(trained_file, tmp_path):
+    """The export reads the trained file without X and the counts (it uses neither) and copies
+    both into the h5ad it writes."""
+    from scdefr.cli import main
+
+    outdir = tmp_path / "out"
+    assert main(["export", "--input", str(trained_file), "--outdir", str(outdir), "--quiet"]) == 0
+    trained, written = ad.read_h5ad(trained_file), ad.read_h5ad(outdir / "s2.h5ad")
+    np.testing.assert_array_equal(np.asarray(written.X.todense()), np.asarray(trained.X.todense()))
+    assert (written.layers["counts"] != trained.layers["counts"]).nnz == 0
+    assert "X_umap" in written.obsm and "scdefr_export" in written.uns

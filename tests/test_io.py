@@ -382,3 +382,28 @@ def test_an_unknown_compression_is_refused_before_writing(counts, tmp_path):
     with pytest.raises(ScdefrError, match="compression must be one of gzip, none"):
         write_h5ad(counts, tmp_path / "written.h5ad", compression="zstd")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_step_can_leave_matrices_on_disk_and_carry_them_over(tmp_path, monkeypatch):
+    """read_step_h5ad(leave_on_disk=...) reads neither a dense X nor a named layer, keeps the
+    others, and write_h5ad(carry=...) copies both back, slice by slice, with their encodings."""
+    from scdefr import _files
+
+    monkeypatch.setattr(_files, "COPY_ELEMENTS", 50)
+    rng = np.random.default_rng(0)
+    stored = ad.AnnData(rng.poisson(1.0, size=(40, 30)).astype(np.float32))
+    stored.layers["counts"] = sparse.csr_matrix(stored.X)
+    stored.layers["spliced"] = sparse.csr_matrix(stored.X * 2)
+    stored.uns["scdefr_qc"] = {"ok": 1}
+    stored.write_h5ad(tmp_path / "in.h5ad")
+    carried = ("X", "layers/counts")
+
+    read = io.read_step_h5ad(tmp_path / "in.h5ad", require_uns="scdefr_qc", leave_on_disk=carried)
+    assert read.X is None and list(read.layers) == ["spliced"] and read.shape == (40, 30)
+    read.obs["added"] = 1
+    _files.write_h5ad(read, tmp_path / "out.h5ad", carry=(tmp_path / "in.h5ad", carried))
+    written = ad.read_h5ad(tmp_path / "out.h5ad")
+    np.testing.assert_array_equal(written.X, stored.X)
+    assert (written.layers["counts"] != stored.layers["counts"]).nnz == 0
+    assert (written.layers["spliced"] != stored.layers["spliced"]).nnz == 0
+    assert (written.obs["added"] == 1).all()

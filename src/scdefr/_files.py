@@ -6,10 +6,11 @@ A crash or a bad input never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator
 
 from .errors import ScdefrError
 
@@ -64,12 +65,56 @@ def check_compression(compression: str) -> None:
         raise ScdefrError(f"compression must be one of {', '.join(_COMPRESSION_OPTIONS)}, got {compression!r}")
 
 
-def write_h5ad(adata, path: str | os.PathLike, compression: str = DEFAULT_H5AD_COMPRESSION) -> Path:
-    """Write an AnnData atomically, compressed as ``compression`` says (one of :data:`H5AD_COMPRESSIONS`)."""
+def write_h5ad(
+    adata, path: str | os.PathLike, compression: str = DEFAULT_H5AD_COMPRESSION,
+    carry: tuple[str | os.PathLike, Sequence[str]] | None = None,
+) -> Path:
+    """Write an AnnData atomically, compressed as ``compression`` says (one of :data:`H5AD_COMPRESSIONS`).
+
+    ``carry = (source, elements)`` copies those elements of the h5ad ``source`` (e.g. ``'X'``,
+    ``'layers/counts'``) into the new file: a step that does not use a matrix reads its input
+    without it (``scdefr.io.read_step_h5ad(..., leave_on_disk=elements)``) and passes it on here,
+    a slice at a time, instead of holding it.
+    """
     check_compression(compression)
+    options = _COMPRESSION_OPTIONS[compression]
     with atomic_path(path) as tmp:
-        adata.write_h5ad(tmp, **_COMPRESSION_OPTIONS[compression])
+        adata.write_h5ad(tmp, **options)
+        if carry:
+            import h5py
+
+            source, elements = carry
+            with h5py.File(source, "r") as read, h5py.File(tmp, "a") as written:
+                for element in elements:
+                    if element in read:
+                        parent, _, name = element.rpartition("/")
+                        _copy_element(read[element], written.require_group(parent) if parent else written, name,
+                                      options)
     return Path(path)
+
+
+# Values a carried matrix is copied at a time (64 MB of float32).
+COPY_ELEMENTS = 1 << 24
+
+
+def _copy_element(source, parent, name: str, options: dict) -> None:
+    """The HDF5 group or dataset ``source`` as ``parent[name]``, with its attributes; datasets are
+    written with ``options`` (the step's compression), COPY_ELEMENTS values at a time."""
+    import h5py
+
+    if isinstance(source, h5py.Group):
+        target = parent.create_group(name)
+        for key, child in source.items():
+            _copy_element(child, target, key, options)
+    elif source.ndim == 0 or source.size == 0:
+        target = parent.create_dataset(name, data=source[()])
+    else:
+        target = parent.create_dataset(name, shape=source.shape, dtype=source.dtype, **options)
+        rows = max(1, COPY_ELEMENTS // math.prod(source.shape[1:]))
+        for start in range(0, source.shape[0], rows):
+            target[start:start + rows] = source[start:start + rows]
+    for key, value in source.attrs.items():
+        target.attrs[key] = value
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:

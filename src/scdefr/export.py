@@ -242,13 +242,16 @@ def output_paths(outdir: str | os.PathLike, prefix: str) -> dict[str, Path]:
 
 
 def export(adata, outdir: str | os.PathLike, prefix: str, *, label_key: str | None = None, seed: int = 0,
-           umap_max_cells: int | None = UMAP_MAX_CELLS, compression: str = DEFAULT_H5AD_COMPRESSION) -> dict[str, Path]:
+           umap_max_cells: int | None = UMAP_MAX_CELLS, compression: str = DEFAULT_H5AD_COMPRESSION,
+           carry: tuple[str | os.PathLike, tuple[str, ...]] | None = None) -> dict[str, Path]:
     """Write every export file for one sample; returns their paths by role (see :func:`output_paths`).
 
     ``adata`` gains ``obsm['X_umap']`` (see :func:`add_umap` for ``umap_max_cells``) and
-    ``uns['scdefr_export']`` (the metrics); its h5ad is written with ``compression``. Everything is
-    checked before the first file is written, and each file appears under its final name only when
-    complete.
+    ``uns['scdefr_export']`` (the metrics); its h5ad is written with ``compression``. ``carry``
+    names the h5ad ``adata`` was read from and the matrices it was read without (nothing here uses
+    X or the counts), to copy into the written h5ad (see :func:`scdefr._files.write_h5ad`).
+    Everything is checked before the first file is written, and each file appears under its final
+    name only when complete.
     """
     from . import pl
 
@@ -291,7 +294,7 @@ def export(adata, outdir: str | os.PathLike, prefix: str, *, label_key: str | No
             shutil.copyfile(paths[source], tmp)
 
     adata.uns["scdefr_export"] = _writable({k: v for k, v in result.items() if v is not None})
-    write_h5ad(adata, paths["h5ad"], compression=compression)
+    write_h5ad(adata, paths["h5ad"], compression=compression, carry=carry)
     logger.info("%s: wrote %d files to %s", prefix, len(paths), outdir)
     return paths
 

@@ -86,22 +86,41 @@ def read_counts(path: str | os.PathLike, *, transpose: bool = False) -> ad.AnnDa
     return adata
 
 
-def read_step_h5ad(path: str | os.PathLike, *, require_uns: str | None = None, made_by: str = "") -> ad.AnnData:
+def read_step_h5ad(
+    path: str | os.PathLike, *, require_uns: str | None = None, made_by: str = "", leave_on_disk: tuple[str, ...] = ()
+) -> ad.AnnData:
     """Read an ``.h5ad`` that an earlier step wrote, with a one-line error if it is missing, corrupt or foreign.
 
     ``require_uns`` names the key the producing step leaves in ``uns`` (e.g. ``'scdefr_qc'``);
-    ``made_by`` names that step for the message (e.g. ``'scdefr qc'``).
+    ``made_by`` names that step for the message (e.g. ``'scdefr qc'``). ``leave_on_disk`` names
+    matrices the step does not use (``'X'``, ``'layers/<name>'``): they are not read, and
+    ``scdefr._files.write_h5ad(..., carry=...)`` copies them into the step's output.
     """
     path = Path(path)
     if not path.is_file():
         raise ScdefrError(f"input not found: {path}" if not path.exists() else f"input {path} is not a file")
     try:
-        adata = ad.read_h5ad(path)
+        adata = _read_h5ad_without(path, {f"/{name}" for name in leave_on_disk}) if leave_on_disk else ad.read_h5ad(path)
     except Exception as exc:  # anndata/h5py raise many types for corrupt files
         raise ScdefrError(f"cannot read {path} as h5ad (corrupt or not an h5ad?): {_one_line(exc)}") from None
     if require_uns and require_uns not in adata.uns:
         raise ScdefrError(f"{path} has no uns['{require_uns}']; give the output of {made_by or 'the previous step'}")
     return adata
+
+
+def _read_h5ad_without(path: Path, skipped: set[str]) -> ad.AnnData:
+    """The h5ad at ``path`` without the elements named in ``skipped`` (``'/X'``, ``'/layers/<name>'``)."""
+    from anndata.experimental import read_dispatched
+
+    def read(read_func, name, element, iospec):
+        if name in skipped:
+            return None
+        if name == "/layers":
+            return {key: read_elem(layer) for key, layer in element.items() if layer.name not in skipped}
+        return read_func(element)
+
+    with h5py.File(path, "r") as handle:
+        return read_dispatched(handle, read)
 
 
 def detect_format(path: str | os.PathLike) -> str:

@@ -11,6 +11,7 @@ from ..config import UMAP_MAX_CELLS
 HELP = "write the clusters table, embedding, metrics, plots and MultiQC content of a trained sample"
 
 logger = logging.getLogger(__name__)
+CARRIED = ("X", "layers/counts")
 
 
 def add_io_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +60,7 @@ def main(args: argparse.Namespace) -> None:
     from ..export import export
     from ..io import read_step_h5ad
 
-    adata = read_step_h5ad(args.input, require_uns="scdefr", made_by="scdefr train")
+    # The expression matrices pass through untouched: copied from file to file rather than held.
+    adata = read_step_h5ad(args.input, require_uns="scdefr", made_by="scdefr train", leave_on_disk=CARRIED)
     export(adata, args.outdir, args.prefix or default_prefix(args.input), label_key=args.label_key, seed=args.seed,
-           umap_max_cells=args.umap_max_cells, compression=args.compression)
+           umap_max_cells=args.umap_max_cells, compression=args.compression, carry=(args.input, CARRIED))

@@ -8,6 +8,7 @@ import logging
 HELP = "PCA, kNN cell graph and symmetric-normalised adjacency of a 'scdefr qc' output"
 
 logger = logging.getLogger(__name__)
+CARRIED = ("layers/counts",)
 
 
 def add_io_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,10 +29,11 @@ def main(args: argparse.Namespace) -> None:
     from .. import io, pp
     from .._files import write_h5ad
 
-    adata = io.read_step_h5ad(args.input, require_uns="scdefr_qc", made_by="scdefr qc")
+    # The raw counts pass through untouched: copied from file to file rather than held.
+    adata = io.read_step_h5ad(args.input, require_uns="scdefr_qc", made_by="scdefr qc", leave_on_disk=CARRIED)
     pp.build_graph(adata, n_pcs=args.n_pcs, n_neighbors=args.n_neighbors, knn_method=args.knn_method,
                    seed=args.seed)
-    write_h5ad(adata, args.output, compression=args.compression)
+    write_h5ad(adata, args.output, compression=args.compression, carry=(args.input, CARRIED))
     stats = adata.uns["scdefr_graph"]
     logger.info(
         "wrote %s: %d cells, %d edges, degree %d-%d (median %g), %d connected component(s)",
