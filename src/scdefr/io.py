@@ -28,10 +28,10 @@ from pathlib import Path
 
 import anndata as ad
 import h5py
-from anndata.io import read_elem
 import numpy as np
 import pandas as pd
 import scanpy as sc
+from anndata.io import read_elem
 from scipy import sparse
 
 from .errors import ScdefrError
