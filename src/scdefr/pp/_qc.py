@@ -143,8 +143,8 @@ def qc(
     cells = np.flatnonzero(keep)
 
     # From here the counts are read in blocks of cells and only the kept genes are copied, once:
-    # copying the kept cells whole and normalising them held three times the input's memory at the
-    # peak (BENCHMARKS.md, round 11).
+    # copying the kept cells whole and normalising them held about four times the input's memory
+    # at the peak (BENCHMARKS.md, round 11).
     counts = _row_readable(adata.X)
     # Genes seen in no kept cell carry no information whatever --min-cells says.
     detected = _cells_detecting(counts, cells)
