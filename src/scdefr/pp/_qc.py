@@ -52,8 +52,12 @@ def qc_metrics(adata: ad.AnnData, *, mito_prefixes: Sequence[str] = MITO_PREFIXE
     mitochondrial counts, summed over blocks of cells: scanpy's also takes every gene's mean and
     variance, which held a second copy of the matrix (BENCHMARKS.md, round 11).
     """
+    _add_qc_metrics(adata, _row_readable(adata.X), mito_prefixes)
+
+
+def _add_qc_metrics(adata: ad.AnnData, counts, mito_prefixes: Sequence[str]) -> None:
+    """:func:`qc_metrics` from ``counts``, X in a form whose rows are cheap to take (:func:`_row_readable`)."""
     adata.var["mt"] = mito_genes(adata, mito_prefixes)
-    counts = _row_readable(adata.X)
     cells = np.arange(adata.n_obs)
     for column, values in _cell_metrics(counts, cells, None, adata.var["mt"].to_numpy()).items():
         adata.obs[column] = values.to_numpy()
@@ -117,7 +121,8 @@ def qc(
     }
     _check_params(params)
     validate_raw_counts(adata.X, what="counts in X", uns=adata.uns)
-    qc_metrics(adata, mito_prefixes=mito_prefixes)
+    counts = _row_readable(adata.X)  # once: a CSC input is converted for the metrics and the blocks alike
+    _add_qc_metrics(adata, counts, mito_prefixes)
     n_mito = int(adata.var["mt"].sum())
     if n_mito == 0:
         logger.info("no mitochondrial genes (prefixes %s): the mito filter removes nothing", ", ".join(mito_prefixes))
@@ -145,7 +150,6 @@ def qc(
     # From here the counts are read in blocks of cells and only the kept genes are copied, once:
     # copying the kept cells whole and normalising them held about four times the input's memory
     # at the peak (BENCHMARKS.md, round 11).
-    counts = _row_readable(adata.X)
     # Genes seen in no kept cell carry no information whatever --min-cells says.
     detected = _cells_detecting(counts, cells)
     genes = np.flatnonzero(detected >= max(min_cells, 1))
