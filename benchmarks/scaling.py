@@ -89,13 +89,16 @@ def gpu_peak(log: str) -> dict:
     return {"gpu_peak_gb": float(peak.group(1))} if peak else {}
 
 
-def simulated_counts(n_cells: int, workdir: Path, threads: int) -> Path:
-    """The simulated counts of one size (seed 0), written once and reused by later runs."""
+def simulated_counts(n_cells: int, workdir: Path, threads: int, simulate_args: list[str] = ()) -> Path:
+    """The simulated counts of one size (seed 0), written once and reused by later runs.
+
+    ``simulate_args`` go to ``scdefr simulate``: e.g. ``--parts 16 --compression none`` for millions
+    of cells (other counts of the same model, drawn in parallel, written without compression)."""
     counts = workdir / f"sim{n_cells}.h5ad"
     if not counts.exists():
         subprocess.run([*SCDEFR, "simulate", "--n-cells", str(n_cells), "--n-genes", str(N_GENES),
                         "--n-clusters", str(N_TYPES), "--output", str(counts), "--seed", "0",
-                        "--threads", str(threads), "--quiet"], check=True)
+                        "--threads", str(threads), "--quiet", *simulate_args], check=True)
     return counts
 
 
@@ -140,6 +143,8 @@ def main(argv=None):
                         help="'run': scdefr run end to end; 'train': scdefr train alone on the run's graph file; "
                              "'simulate' alone: only write the counts into --workdir (to prepare them beforehand)")
     parser.add_argument("--workdir", type=Path, default=None, help="kept when given; a temporary folder otherwise")
+    parser.add_argument("--simulate-args", default="",
+                        help="extra options for scdefr simulate, e.g. '--parts 16 --compression none'")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with tempfile.TemporaryDirectory(prefix="scdefr_scaling_") as tmp:
@@ -147,7 +152,8 @@ def main(argv=None):
         workdir.mkdir(parents=True, exist_ok=True)
         for n_cells in args.sizes:
             if args.commands == ["simulate"]:
-                logger.info("counts ready: %s", simulated_counts(n_cells, workdir, args.threads))
+                logger.info("counts ready: %s",
+                            simulated_counts(n_cells, workdir, args.threads, shlex.split(args.simulate_args)))
                 continue
             row = run_size(n_cells, workdir, args.threads, shlex.split(args.train_args), args.tag,
                            tuple(args.commands), args.n_clusters)

@@ -196,3 +196,80 @@ def test_qc_memory_measures_qc_and_reads_in_fresh_processes(benchmarks, tmp_path
     assert [path.name for path in (tmp_path / "w").iterdir()] == ["sim300x400.h5ad"]
     tripled = ad.read_h5ad(qc_memory.tiled(tmp_path / "w" / "sim300x400.h5ad", 3, tmp_path))
     assert tripled.n_obs == 900 and tripled.obs_names.is_unique
+
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+case "$*" in
+    *-l*) while sleep 1; do echo "2026/01/01 00:00:00.000, 0 MiB, 0 %"; done ;;
+    *noheader*) echo "Fake GPU" ;;
+    *) echo "name, memory.total [MiB], driver_version"; echo "Fake GPU, 0 MiB, 0" ;;
+esac
+"""
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_detached_and_its_logs_are_collected(tmp_path, repo_root):
+    """gpu_check.sh as a lent machine runs it (DEVICE=cpu, a stand-in nvidia-smi): started detached,
+    it simulates in parts, runs the sweep and deletes each step's h5ad once the next step has read
+    it; gpu_collect.sh waits for "done" and packs the logs without the h5ad."""
+    import os
+    import shutil
+    import subprocess
+    import tarfile
+
+    repo = tmp_path / "repo"  # a copy: the sweep appends to benchmarks/results/scaling.csv
+    shutil.copytree(repo_root / "benchmarks", repo / "benchmarks", ignore=shutil.ignore_patterns("results"))
+    shutil.copytree(repo_root / "src", repo / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    (repo / "tests").mkdir()
+    for name in ("test_gpu.py", "builders.py", "conftest.py"):
+        shutil.copy(repo_root / "tests" / name, repo / "tests" / name)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
+    (fake / "nvidia-smi").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "PYTHON": sys.executable, "DEVICE": "cpu",
+           "REAL_RUNS": "0", "DROP_STEP_FILES": "1",
+           "RUN_ARGS": "--compression none --pretrain-epochs 2 --epochs 1 --n-top-genes 300"}
+    out = tmp_path / "out"
+    unused = tmp_path / "real.h5ad"  # the real dataset, not read with REAL_RUNS=0
+    unused.touch()
+    subprocess.Popen([repo / "benchmarks" / "gpu_check.sh", out, unused, "700"],
+                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    dest = tmp_path / "dest"
+    collected = subprocess.run([repo / "benchmarks" / "gpu_collect.sh", out, "600", dest],
+                               capture_output=True, text=True, check=True)
+
+    assert collected.stdout.strip().endswith(" done"), collected.stdout
+    progress = (dest / "progress.log").read_text()
+    assert "scaling sweep: exit 0" in progress and "CUDA tests: exit 0" in progress
+    with tarfile.open(dest / "logs.tgz") as packed:
+        names = packed.getnames()
+    assert "./scaling/sim700.run.log" in names and "./gpu.csv" in names and "./disk.txt" in names
+    assert not [name for name in names if name.endswith(".h5ad")]
+    rows = read_table(out / "scaling.csv")
+    assert rows[-1]["n_cells"] == "700" and rows[-1]["run_n_clusters_found"]
+    left = sorted(path.relative_to(out / "scaling").as_posix() for path in (out / "scaling").rglob("*.h5ad"))
+    assert left == ["sim700/export/sim700.h5ad", "sim700/train/sim700.trained.h5ad"]
+
+
+def test_gpu_wheels_asks_for_the_pinned_versions(tmp_path, repo_root):
+    """gpu_wheels.sh asks pip for every package a GPU machine lacks, at the constraints' version,
+    as Python 3.12 wheels (a stand-in python3 records the request instead of downloading)."""
+    import os
+    import subprocess
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python3").write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n')
+    (fake / "python3").chmod(0o755)
+    (tmp_path / "wheels").mkdir()
+    subprocess.run([repo_root / "benchmarks" / "gpu_wheels.sh", tmp_path / "wheels"], check=True,
+                   env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}, capture_output=True)
+    args = (fake / "args").read_text().split()
+    assert args[:3] == ["-m", "pip", "download"] and "--no-deps" in args
+    assert args[args.index("--python-version") + 1] == "3.12"
+    pins = dict(line.strip().lower().split("==") for line in (repo_root / "requirements" / "constraints.txt").open()
+                if "==" in line)
+    requested = dict(arg.lower().split("==") for arg in args if "==" in arg)
+    assert {"anndata", "scanpy", "pandas", "igraph", "leidenalg", "pynndescent", "umap-learn"} <= set(requested)
+    assert all(pins[name] == version for name, version in requested.items())

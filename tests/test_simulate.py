@@ -119,3 +119,45 @@ def test_cli_bad_parameters_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("scdefr simulate: error:") and "\n" not in err
     assert not out.exists()
+
+
+def test_parts_share_the_programme_and_cells_but_draw_their_own_counts():
+    """Slices of one simulation: types, names and genes as without parts; counts from each slice's
+    own stream, reproducible, and with the same expression per type."""
+    whole = simulate_counts(n_cells=900, n_genes=120, n_clusters=3, seed=5)
+    parts = [simulate_counts(n_cells=900, n_genes=120, n_clusters=3, seed=5, part=(i, 3)) for i in range(3)]
+    assert [part.n_obs for part in parts] == [300, 300, 300]
+    assert list(np.concatenate([part.obs_names for part in parts])) == list(whole.obs_names)
+    for column in ("cell_type", "damaged"):
+        assert list(np.concatenate([part.obs[column] for part in parts])) == list(whole.obs[column])
+    assert all(part.var.equals(whole.var) for part in parts)
+    stacked = sp.vstack([part.X for part in parts]).tocsr()
+    assert (stacked != whole.X).nnz > 0
+    again = simulate_counts(n_cells=900, n_genes=120, n_clusters=3, seed=5, part=(1, 3))
+    assert (again.X != parts[1].X).nnz == 0
+    ratio = (stacked.sum() + 1) / (whole.X.sum() + 1)
+    assert 0.95 < ratio < 1.05
+
+
+@pytest.mark.parametrize("part", [(3, 3), (-1, 2), (0, 0), (0, 901)])
+def test_impossible_parts(part):
+    with pytest.raises(ScdefrError, match="part must be"):
+        simulate_counts(n_cells=900, n_genes=120, n_clusters=3, part=part)
+
+
+def test_cli_parts_concatenate_the_slices(tmp_path):
+    import anndata as ad
+
+    from scdefr.cli import main
+
+    out = tmp_path / "sim.h5ad"
+    assert main(["simulate", "--n-cells", "150", "--n-genes", "60", "--n-clusters", "3", "--seed", "2",
+                 "--parts", "3", "--threads", "2", "--output", str(out), "--quiet"]) == 0
+    adata = ad.read_h5ad(out)
+    expected = sp.vstack([simulate_counts(150, 60, 3, seed=2, part=(i, 3)).X for i in range(3)])
+    assert (adata.X != expected).nnz == 0
+    assert adata.obs.equals(simulate_counts(150, 60, 3, seed=2).obs)
+    assert adata.var["marker_of"].tolist() == simulate_counts(150, 60, 3, seed=2).var["marker_of"].tolist()
+    assert adata.uns["simulation"]["parts"] == 3 and "part" not in adata.uns["simulation"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["sim.h5ad"]
+    assert main(["simulate", "--n-cells", "5", "--parts", "6", "--output", str(out)]) == 2

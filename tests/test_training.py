@@ -43,6 +43,23 @@ def test_estimate_n_clusters_on_separated_groups():
     k, info = tl.estimate_n_clusters(embedding, method="leiden", resolution=0.2, seed=0)
     assert k == 5 and info["leiden_communities"] >= 5
 
+
+def test_estimate_n_clusters_samples_cells_above_its_limit(monkeypatch):
+    """Above ESTIMATE_MAX_CELLS, K comes from a seeded random sample of that many cells (the exact
+    kNN search is quadratic: over 7 minutes at 1M cells); the sample still shows every group."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=10, size=(5, 6))
+    embedding = (centres[np.repeat(np.arange(5), 120)] + rng.normal(size=(600, 6))).astype(np.float32)
+    assert tl.estimate_n_clusters(embedding, resolution=0.2, seed=0)[1]["n_cells_used"] == 600
+    monkeypatch.setattr(tl, "ESTIMATE_MAX_CELLS", 250)
+    for method in ("leiden", "silhouette"):
+        for seed in (0, 1):  # two samples
+            k, info = tl.estimate_n_clusters(embedding, method=method, resolution=0.2, seed=seed)
+            assert k == 5 and info["n_cells_used"] == 250
+    leiden = tl.estimate_n_clusters(embedding, resolution=0.2, seed=0)[1]
+    assert tl.estimate_n_clusters(embedding, resolution=0.2, seed=0)[1] == leiden  # the same sample again
+
+
 @pytest.mark.parametrize("method", ["leiden", "silhouette"])
 def test_auto_n_clusters_without_labels(method):
     """Both ways of estimating K find the 4 planted types; Leiden at the default resolution is the default."""

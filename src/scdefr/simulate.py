@@ -11,7 +11,8 @@ The generative model follows what droplet data look like (in the spirit of Splat
   "damaged" cells have small libraries and a high mitochondrial share, so QC has something to remove.
 
 Cells are generated in chunks that are appended to a growing CSR matrix, so memory stays close to the
-size of the sparse result even for millions of cells.
+size of the sparse result even for millions of cells. ``part`` draws one slice of the cells, so that
+processes can share a large simulation (``scdefr simulate --parts``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def simulate_counts(
     mito_fraction: float = 0.04,
     damaged_fraction: float = 0.02,
     imbalance: float = 0.5,
+    part: tuple[int, int] | None = None,
 ) -> "anndata.AnnData":  # noqa: F821 - anndata is imported lazily below
     """Simulate a cells x genes UMI count matrix with ``n_clusters`` planted cell types.
 
@@ -83,6 +85,11 @@ def simulate_counts(
         Fraction of low-quality cells: a third of the library size and five times the mitochondrial share.
     imbalance
         Spread of the type proportions (0: equal sizes; 0.5: the largest type is a few times the smallest).
+    part
+        ``(i, n_parts)``: only the i-th of ``n_parts`` equal slices of the cells. The gene programme and
+        every cell's type, library size and damage are drawn as without ``part``; the slice's counts
+        come from their own stream (seeded by ``seed, i, n_parts``), so the slices can be drawn in
+        parallel and concatenated. The counts then differ from those drawn without ``part``.
 
     Returns
     -------
@@ -93,6 +100,7 @@ def simulate_counts(
     import anndata as ad
 
     _check_parameters(n_cells, n_genes, n_clusters, n_mito, locals())
+    first, last = _part_cells(n_cells, part)
     rng = np.random.default_rng(seed)
     n_mito = min(n_mito, len(MITO_GENES))
     n_other = n_genes - n_mito
@@ -124,27 +132,29 @@ def simulate_counts(
     if not n_mito:
         mito_share[:] = 0.0
 
+    count_rng = rng if part is None else np.random.default_rng([seed, *part])
     chunk = max(1, _CHUNK_ENTRIES // n_genes)
-    rows = _CsrRows(n_genes, expected_nnz=min(n_cells, chunk) * n_genes)
-    for start in range(0, n_cells, chunk):
-        stop = min(start + chunk, n_cells)
+    rows = _CsrRows(n_genes, expected_nnz=min(last - first, chunk) * n_genes)
+    for start in range(first, last, chunk):
+        stop = min(start + chunk, last)
         mu = np.empty((stop - start, n_genes))
         mu[:, :n_mito] = (library[start:stop] * mito_share[start:stop])[:, None] * mito_profile
         mu[:, n_mito:] = (library[start:stop] * (1.0 - mito_share[start:stop]))[:, None] * profiles[cell_type[start:stop]]
-        counts = _zinb(rng, mu, inverse_dispersion, dropout_midpoint, dropout_max)
+        counts = _zinb(count_rng, mu, inverse_dispersion, dropout_midpoint, dropout_max)
         rows.append(counts)
         del mu, counts
-        if stop < n_cells and (start // chunk) % 20 == 19:
-            logger.info("simulated %d of %d cells", stop, n_cells)
+        if stop < last and ((start - first) // chunk) % 20 == 19:
+            logger.info("simulated %d of %d cells", stop - first, last - first)
     X = rows.to_csr()
 
     width = len(str(n_cells))
     obs = pd.DataFrame(
         {
-            "cell_type": pd.Categorical.from_codes(cell_type, categories=[_type_name(k) for k in range(n_clusters)]),
-            "damaged": damaged,
+            "cell_type": pd.Categorical.from_codes(cell_type[first:last],
+                                                   categories=[_type_name(k) for k in range(n_clusters)]),
+            "damaged": damaged[first:last],
         },
-        index=[f"cell_{i:0{width}d}" for i in range(1, n_cells + 1)],
+        index=[f"cell_{i:0{width}d}" for i in range(first + 1, last + 1)],
     )
     gene_width = max(5, len(str(n_other)))
     names = list(MITO_GENES[:n_mito]) + [f"gene_{i:0{gene_width}d}" for i in range(1, n_other + 1)]
@@ -157,11 +167,23 @@ def simulate_counts(
         "dropout_midpoint": dropout_midpoint, "dropout_max": dropout_max, "n_mito": n_mito,
         "mito_fraction": mito_fraction, "damaged_fraction": damaged_fraction, "imbalance": imbalance,
     }
+    if part is not None:
+        params["part"] = list(part)
     logger.info(
         "simulated %d cells x %d genes, %d types, %.1f%% non-zero",
-        n_cells, n_genes, n_clusters, 100.0 * X.nnz / max(1, n_cells * n_genes),
+        X.shape[0], n_genes, n_clusters, 100.0 * X.nnz / max(1, X.shape[0] * n_genes),
     )
     return ad.AnnData(X=X, obs=obs, var=var, uns={"simulation": params})
+
+
+def _part_cells(n_cells: int, part: tuple[int, int] | None) -> tuple[int, int]:
+    """First and last (exclusive) cell of slice ``part = (i, n_parts)``: the whole range without one."""
+    if part is None:
+        return 0, n_cells
+    index, n_parts = part
+    if not 1 <= n_parts <= n_cells or not 0 <= index < n_parts:
+        raise ScdefrError(f"part must be (i, n_parts) with 0 <= i < n_parts <= n_cells ({n_cells}), got {part}")
+    return n_cells * index // n_parts, n_cells * (index + 1) // n_parts
 
 
 def _type_name(k: int) -> str:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
+import os
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 HELP = "simulate UMI counts with planted cell types (labels in obs['cell_type'])"
 
@@ -25,18 +30,66 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         default=0.8,
         help="median natural-log fold change of marker genes (larger: easier to separate)",
     )
+    group.add_argument(
+        "--parts",
+        type=int,
+        default=1,
+        help="draw the counts in this many slices of cells, --threads processes at a time, each slice "
+             "from its own random stream (the counts then depend on --parts; for millions of cells)",
+    )
 
 
 def main(args: argparse.Namespace) -> None:
-    from .._files import write_h5ad
+    from .._files import check_compression, ensure_writable_dir, write_h5ad
+    from ..errors import ScdefrError
+
+    check_compression(args.compression)
+    if not 1 <= args.parts <= args.n_cells:
+        raise ScdefrError(f"--parts must be between 1 and --n-cells ({args.n_cells}), got {args.parts}")
+    if args.parts == 1:
+        adata = _simulate(args)
+        write_h5ad(adata, args.output, compression=args.compression)
+    else:
+        adata = _simulate_in_parts(args, ensure_writable_dir(Path(args.output).parent))
+    logger.info("wrote %s (%d cells x %d genes)", args.output, adata.n_obs, adata.n_vars)
+
+
+def _simulate(args: argparse.Namespace, part: tuple[int, int] | None = None):
     from ..simulate import simulate_counts
 
-    adata = simulate_counts(
-        n_cells=args.n_cells,
-        n_genes=args.n_genes,
-        n_clusters=args.n_clusters,
-        seed=args.seed,
-        marker_log_fold_change=args.marker_lfc,
-    )
-    write_h5ad(adata, args.output, compression=args.compression)
-    logger.info("wrote %s (%d cells x %d genes)", args.output, adata.n_obs, adata.n_vars)
+    return simulate_counts(n_cells=args.n_cells, n_genes=args.n_genes, n_clusters=args.n_clusters,
+                           seed=args.seed, marker_log_fold_change=args.marker_lfc, part=part)
+
+
+def _write_part(args: argparse.Namespace, index: int, path: Path) -> Path:
+    """One slice of the cells, written uncompressed (a worker process's job)."""
+    _simulate(args, (index, args.parts)).write_h5ad(path)
+    return path
+
+
+def _simulate_in_parts(args: argparse.Namespace, folder: Path):
+    """The slices drawn by worker processes, concatenated on disk, then written once more with the
+    annotations and the requested compression: no process holds more than a slice of the counts."""
+    import anndata as ad
+    import h5py
+    from anndata.experimental import concat_on_disk
+
+    from .._files import write_h5ad
+    from ..io import read_step_h5ad
+
+    workers = min(args.parts, args.threads or os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory(prefix=".simulate_", dir=folder) as tmp:
+        paths = [Path(tmp) / f"part{index}.h5ad" for index in range(args.parts)]
+        # spawned, not forked: the parent may already run thread pools
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(_write_part, [args] * args.parts, range(args.parts), paths))
+        logger.info("simulated %d cells in %d parts; concatenating", args.n_cells, args.parts)
+        whole = Path(tmp) / "whole.h5ad"
+        concat_on_disk([str(path) for path in paths], str(whole), merge="same")
+        adata = read_step_h5ad(whole, leave_on_disk=("X",))
+        with h5py.File(paths[0], "r") as first:
+            parameters = ad.io.read_elem(first["uns/simulation"])
+        parameters.pop("part")
+        adata.uns["simulation"] = {**parameters, "parts": args.parts}
+        write_h5ad(adata, args.output, compression=args.compression, carry=(whole, ("X",)))
+    return adata
