@@ -13,6 +13,7 @@
 #
 # DEVICE=cpu runs stages 2 and 3 on the CPU instead (a same-machine baseline, or a dry run).
 # RUN_ARGS adds options to every sweep run, e.g. RUN_ARGS='--compression none' for 1M cells.
+# SIMULATE_ARGS go to `scdefr simulate` (default: --compression none).
 # REAL_RUNS=0 skips stage 2 (default: 2 runs). DROP_STEP_FILES=1 deletes each step's h5ad once the
 # next step has read it: at 1M cells x 2,000 genes each file holds 11 GB.
 # For a machine lent by the call (a run that may outlast one call): start this script detached

@@ -50,6 +50,7 @@ def estimate_n_clusters(
     if upper < 2:
         raise ScdefrError(f"cannot estimate a number of clusters from {n_cells} cells")
     if n_cells > ESTIMATE_MAX_CELLS:
+        logger.info("estimating the number of clusters on a random sample of %d of %d cells", ESTIMATE_MAX_CELLS, n_cells)
         sample = np.sort(np.random.default_rng(seed).choice(n_cells, ESTIMATE_MAX_CELLS, replace=False))
         embedding, n_cells = embedding[sample], ESTIMATE_MAX_CELLS
     if method == "leiden":

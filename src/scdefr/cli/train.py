@@ -72,7 +72,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                                "(never from labels); final clusters are argmax of the soft assignment Q")
     clusters.add_argument("--n-clusters-method", choices=N_CLUSTERS_METHODS, default=DEFAULT_N_CLUSTERS_METHOD,
                           help="how 'auto' picks K: the number of Leiden communities (>= 0.5%% of cells) at "
-                               "--leiden-resolution, or the best silhouette of KMeans over k=2..--max-clusters")
+                               "--leiden-resolution, or the best silhouette of KMeans over k=2..--max-clusters; "
+                               "above 100,000 cells, on a random sample of that many")
     clusters.add_argument("--leiden-resolution", type=float, default=DEFAULT_LEIDEN_RESOLUTION,
                           help="Leiden resolution for --n-clusters-method leiden (low: the pre-trained embedding "
                                "is finely structured)")
