@@ -44,14 +44,12 @@ mkdir -p "$out/scaling"
 log() { echo "$(date +%T) $*" | tee -a "$out/progress.log"; }
 # Deletes a sample's input once its qc step is done, and each step's h5ad once the next one is.
 drop_step_files() {
-    while sleep 5; do
-        for log_file in "$1"/sim*.run.log; do
-            [ -f "$log_file" ] || continue
-            sample=$(basename "$log_file" .run.log)
-            grep -q "qc done in" "$log_file" && rm -f "$1/$sample.h5ad"
-            grep -q "graph done in" "$log_file" && rm -f "$1/$sample/qc/"*.h5ad
-            grep -q "train done in" "$log_file" && rm -f "$1/$sample/graph/"*.h5ad
-        done
+    for log_file in "$1"/sim*.run.log; do
+        [ -f "$log_file" ] || continue
+        sample=$(basename "$log_file" .run.log)
+        grep -q "qc done in" "$log_file" && rm -f "$1/$sample.h5ad"
+        grep -q "graph done in" "$log_file" && rm -f "$1/$sample/qc/"*.h5ad
+        grep -q "train done in" "$log_file" && rm -f "$1/$sample/graph/"*.h5ad
     done
 }
 
@@ -92,9 +90,10 @@ EOF
 
 wait $simulating || log "simulation failed: see simulate.log"
 log "scaling sweep: ${sizes[*]} cells ($tag)"
-if [ "${DROP_STEP_FILES:-0}" = 1 ]; then drop_step_files "$out/scaling" & fi
+if [ "${DROP_STEP_FILES:-0}" = 1 ]; then while sleep 5; do drop_step_files "$out/scaling"; done & fi
 (cd "$repo/benchmarks" && "$python" scaling.py --sizes "${sizes[@]}" --threads "$threads" --commands run \
     --train-args "--device $device ${RUN_ARGS:-}" --n-clusters auto --tag "$tag" --workdir "$out/scaling") >"$out/scaling.log" 2>&1
 log "scaling sweep: exit $?"
+if [ "${DROP_STEP_FILES:-0}" = 1 ]; then drop_step_files "$out/scaling"; fi
 cp "$repo/benchmarks/results/scaling.csv" "$out/scaling.csv"
 log "done"
