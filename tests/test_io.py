@@ -384,6 +384,36 @@ def test_an_unknown_compression_is_refused_before_writing(counts, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_a_matrix_stored_as_asked_is_carried_as_stored(tmp_path, compression):
+    """A carried matrix already compressed as the step writes is copied chunk by chunk as stored
+    (its chunking shows it); one stored otherwise is rewritten with the step's compression."""
+    import h5py
+
+    from scdefr import _files
+
+    matrix = sparse.random(60, 40, density=0.3, format="csr", dtype=np.float32, random_state=0)
+    stored = ad.AnnData(matrix)
+    stored.layers["counts"] = matrix.copy()
+    stored.write_h5ad(tmp_path / "in.h5ad", compression="gzip", compression_opts=1)
+    with h5py.File(tmp_path / "in.h5ad", "a") as handle:  # a chunking no writer would pick
+        del handle["layers/counts/data"]
+        handle.create_dataset("layers/counts/data", data=matrix.data, chunks=(7,), compression="gzip",
+                              compression_opts=1)
+    read = io.read_step_h5ad(tmp_path / "in.h5ad", leave_on_disk=("layers/counts",))
+    _files.write_h5ad(read, tmp_path / "out.h5ad", compression=compression,
+                      carry=(tmp_path / "in.h5ad", ("layers/counts",)))
+
+    assert (ad.read_h5ad(tmp_path / "out.h5ad").layers["counts"] != matrix).nnz == 0
+    with h5py.File(tmp_path / "out.h5ad", "r") as handle:
+        data = handle["layers/counts/data"]
+        if compression == "gzip":
+            assert data.chunks == (7,) and data.compression_opts == 1
+        else:
+            assert data.compression is None and data.chunks != (7,)
+        assert handle["layers/counts"].attrs["encoding-type"] == "csr_matrix"
+
+
 def test_a_step_can_leave_matrices_on_disk_and_carry_them_over(tmp_path, monkeypatch):
     """read_step_h5ad(leave_on_disk=...) reads neither a dense X nor a named layer, keeps the
     others, and write_h5ad(carry=...) copies both back, slice by slice, with their encodings."""

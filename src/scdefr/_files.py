@@ -99,9 +99,16 @@ COPY_ELEMENTS = 1 << 24
 
 def _copy_element(source, parent, name: str, options: dict) -> None:
     """The HDF5 group or dataset ``source`` as ``parent[name]``, with its attributes; datasets are
-    written with ``options`` (the step's compression), COPY_ELEMENTS values at a time."""
+    written with ``options`` (the step's compression), COPY_ELEMENTS values at a time.
+
+    Where every dataset of ``source`` is already stored that way, HDF5 copies it as stored, chunk by
+    chunk, without decompressing and compressing again.
+    """
     import h5py
 
+    if _stored_as(source, options):
+        parent.copy(source, name)
+        return
     if isinstance(source, h5py.Group):
         target = parent.create_group(name)
         for key, child in source.items():
@@ -115,6 +122,18 @@ def _copy_element(source, parent, name: str, options: dict) -> None:
             target[start:start + rows] = source[start:start + rows]
     for key, value in source.attrs.items():
         target.attrs[key] = value
+
+
+def _stored_as(element, options: dict) -> bool:
+    """Whether every dataset in ``element`` has exactly the compression ``options`` ask for, and no
+    other filter."""
+    import h5py
+
+    if isinstance(element, h5py.Group):
+        return all(_stored_as(child, options) for child in element.values())
+    return (element.compression == options["compression"]
+            and element.compression_opts == options.get("compression_opts")
+            and not (element.shuffle or element.fletcher32 or element.scaleoffset is not None))
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:
