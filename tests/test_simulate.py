@@ -161,3 +161,15 @@ def test_cli_parts_concatenate_the_slices(tmp_path):
     assert adata.uns["simulation"]["parts"] == 3 and "part" not in adata.uns["simulation"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["sim.h5ad"]
     assert main(["simulate", "--n-cells", "5", "--parts", "6", "--output", str(out)]) == 2
+
+
+@pytest.mark.parametrize("parts", ["1", "2"])
+def test_cli_unwritable_output_folder_is_one_line(parts, capsys):
+    """A folder the process cannot create files in (/proc: os.access says yes to root) ends in one
+    line and exit 2, for the single write and for the parts' scratch folder."""
+    from scdefr.cli import main
+
+    assert main(["simulate", "--n-cells", "50", "--parts", parts, "--threads", "2", "--output", "/proc/sim.h5ad",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("scdefr simulate: error:") and "/proc" in err and "\n" not in err

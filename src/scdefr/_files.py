@@ -32,7 +32,10 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it to ``final`` only if the block succeeds."""
     final = Path(final)
     ensure_writable_dir(final.parent if str(final.parent) else ".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    except OSError as exc:  # e.g. a read-only file system, which os.access does not see for root
+        raise ScdefrError(f"cannot write into {final.parent}: {exc.strerror}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -43,6 +46,18 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def scratch_dir(folder: str | os.PathLike, prefix: str) -> Iterator[Path]:
+    """A temporary folder inside ``folder`` (for parts of an output), removed with what it holds."""
+    folder = ensure_writable_dir(folder)
+    try:
+        scratch = tempfile.TemporaryDirectory(prefix=prefix, dir=folder)
+    except OSError as exc:
+        raise ScdefrError(f"cannot write into {folder}: {exc.strerror}") from None
+    with scratch as path:
+        yield Path(path)
 
 
 def _current_umask() -> int:

@@ -6,7 +6,6 @@ import argparse
 import logging
 import multiprocessing
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -40,7 +39,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from .._files import check_compression, ensure_writable_dir, write_h5ad
+    from .._files import check_compression, write_h5ad
     from ..errors import ScdefrError
 
     check_compression(args.compression)
@@ -50,7 +49,7 @@ def main(args: argparse.Namespace) -> None:
         adata = _simulate(args)
         write_h5ad(adata, args.output, compression=args.compression)
     else:
-        adata = _simulate_in_parts(args, ensure_writable_dir(Path(args.output).parent))
+        adata = _simulate_in_parts(args, Path(args.output).parent)
     logger.info("wrote %s (%d cells x %d genes)", args.output, adata.n_obs, adata.n_vars)
 
 
@@ -74,17 +73,17 @@ def _simulate_in_parts(args: argparse.Namespace, folder: Path):
     import h5py
     from anndata.experimental import concat_on_disk
 
-    from .._files import write_h5ad
+    from .._files import scratch_dir, write_h5ad
     from ..io import read_step_h5ad
 
     workers = min(args.parts, args.threads or os.cpu_count() or 1)
-    with tempfile.TemporaryDirectory(prefix=".simulate_", dir=folder) as tmp:
-        paths = [Path(tmp) / f"part{index}.h5ad" for index in range(args.parts)]
+    with scratch_dir(folder, prefix=".simulate_") as tmp:
+        paths = [tmp / f"part{index}.h5ad" for index in range(args.parts)]
         # spawned, not forked: the parent may already run thread pools
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             list(pool.map(_write_part, [args] * args.parts, range(args.parts), paths))
         logger.info("simulated %d cells in %d parts; concatenating", args.n_cells, args.parts)
-        whole = Path(tmp) / "whole.h5ad"
+        whole = tmp / "whole.h5ad"
         concat_on_disk([str(path) for path in paths], str(whole), merge="same")
         adata = read_step_h5ad(whole, leave_on_disk=("X",))
         with h5py.File(paths[0], "r") as first:
