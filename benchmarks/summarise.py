@@ -2,6 +2,7 @@
 
     python benchmarks/summarise.py --tag v2_default            # scDEFR beside the baselines, per dataset
     python benchmarks/summarise.py --tag v2_default --tag v2_paper_graph_loss
+    python benchmarks/summarise.py --label-rules v13_label_rules --rule argmax_q --rule q_walk4
 """
 
 from __future__ import annotations
@@ -42,11 +43,33 @@ def quality_table(tags: list[str]) -> str:
     return "\n".join(lines)
 
 
+def label_rules_table(tag: str, rules: list[str]) -> str:
+    """ARI of each label rule (``label_rules.py``) per dataset, beside the best Leiden baseline."""
+    runs = pd.read_csv(RESULTS_DIR / "label_rules.csv")
+    runs = runs[runs["tag"] == tag]
+    baselines = pd.read_csv(RESULTS_DIR / "baselines.csv")
+    rules = rules or list(dict.fromkeys(runs["rule"]))
+    header = "| dataset | seeds | " + " | ".join(rules) + " | best Leiden ARI |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for dataset, group in runs.groupby("dataset", sort=True):
+        leiden = baselines[(baselines["dataset"] == dataset) & baselines["method"].str.startswith("leiden")]
+        cells = [mean_sd(group.loc[group["rule"] == rule, "ari"]) for rule in rules]
+        lines.append(f"| {dataset} | {group['seed'].nunique()} | " + " | ".join(cells)
+                     + f" | {leiden.groupby('method')['ari'].mean().max():.3f} |")
+    means = [runs.loc[runs["rule"] == rule].groupby("dataset")["ari"].mean().mean() for rule in rules]
+    lines.append("| mean over datasets | | " + " | ".join(f"{m:.3f}" for m in means) + " | |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tag", action="append", required=True, help="scdefr_quality.csv tag(s) to show")
+    parser.add_argument("--tag", action="append", default=[], help="scdefr_quality.csv tag(s) to show")
+    parser.add_argument("--label-rules", metavar="TAG", help="label_rules.csv tag to show instead")
+    parser.add_argument("--rule", action="append", default=[], help="label rule(s) to show (default: all)")
     args = parser.parse_args(argv)
-    print(quality_table(args.tag))
+    if not args.tag and not args.label_rules:
+        parser.error("give --tag or --label-rules")
+    print(label_rules_table(args.label_rules, args.rule) if args.label_rules else quality_table(args.tag))
 
 
 if __name__ == "__main__":

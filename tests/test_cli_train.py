@@ -12,6 +12,7 @@ from scdefr.cli.train import default_model_path
 
 OPTIONS = (
     "--input", "--output", "--n-clusters", "--n-clusters-method", "--leiden-resolution", "--max-clusters",
+    "--smoothing-steps",
     "--kmeans-n-init", "--hidden-dims", "--sigma", "--dropout", "--tag-hops", "--zinb-form", "--input-scaling",
     "--pretrain-epochs", "--epochs", "--lr-pretrain", "--lr", "--batch-size", "--device", "--amp",
     "--log-every", "--graph-loss", "--weight-rec-pretrain", "--weight-zinb-pretrain", "--weight-rec", "--weight-zinb",

@@ -131,6 +131,59 @@ def test_checkpoint_loads_weights_only_and_resume_continues_exactly(tmp_path, mo
     with pytest.raises(ScdefrError, match="other cells"):
         SCDEFR.load(path, make_graph_adata(n_cells=200))
 
+def test_smoothing_averages_each_cell_over_its_neighbourhood():
+    """One step: each row becomes the mean over the cell and its graph neighbours (weights ignored);
+    a cell whose own Q points away from all its neighbours joins them."""
+    import scipy.sparse as sp
+
+    # cells 0-3 form a clique of cluster 0, cells 4-5 a pair of cluster 1; cell 3 leans to cluster 1
+    soft = np.array([[0.9, 0.1]] * 3 + [[0.4, 0.6]] + [[0.2, 0.8]] * 2, dtype=np.float32)
+    edges = [(i, j) for i in range(4) for j in range(4) if i != j] + [(4, 5), (5, 4)]
+    adjacency = sp.csr_matrix((np.full(len(edges), 0.3), tuple(zip(*edges))), shape=(6, 6))
+    once = tl.smooth_assignments(soft, adjacency, 1)
+    np.testing.assert_allclose(once[3], soft[:4].mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(once[4], soft[4:].mean(axis=0), rtol=1e-6)
+    assert once.argmax(axis=1).tolist() == [0, 0, 0, 0, 1, 1] and soft[3].argmax() == 1
+    twice = tl.smooth_assignments(soft, adjacency, 2)
+    np.testing.assert_allclose(twice, tl.smooth_assignments(once, adjacency, 1), rtol=1e-6)
+    np.testing.assert_allclose(twice.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(tl.smooth_assignments(soft, adjacency, 0), soft)
+
+
+def test_clusters_are_the_argmax_of_q_smoothed_over_the_graph(tmp_path, monkeypatch, caplog):
+    """Smoothing changes only the read-out: the same run with 0 steps gives the same embedding, and
+    its Q smoothed by tl.smooth_assignments is what the default run stores."""
+    default, raw = make_graph_adata(), make_graph_adata()
+    tl.scdefr(default, 4, seed=2, **QUICK)
+    tl.scdefr(raw, 4, seed=2, smoothing_steps=0, **QUICK)
+    np.testing.assert_array_equal(default.obsm["X_scdefr"], raw.obsm["X_scdefr"])
+    steps = config.DEFAULT_SMOOTHING_STEPS
+    assert steps > 0 and default.uns["scdefr"]["params"]["smoothing_steps"] == steps
+    expected = tl.smooth_assignments(raw.obsm["scdefr_soft"], raw.obsp["scdefr_adjacency"], steps)
+    np.testing.assert_allclose(default.obsm["scdefr_soft"], expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(raw.obsm["scdefr_soft"].argmax(axis=1).astype(str), raw.obs["scdefr_cluster"].astype(str))
+
+    # a cluster that no cell's argmax picks is kept as an empty category, and the log says so
+    model = SCDEFR(make_graph_adata(), 4, seed=2, **QUICK).fit()
+    embedding, q = model._training_plan().embed()
+    q[:, 3] = 0.0
+    monkeypatch.setattr(TrainingPlan, "embed", lambda self: (embedding, q))
+    with caplog.at_level("WARNING", logger="scdefr.model"):
+        _, _, clusters = model.predict()
+    assert list(clusters.categories) == ["0", "1", "2", "3"] and "3" not in set(clusters)
+    assert "1 of the 4 clusters hold no cell" in caplog.text
+    monkeypatch.undo()
+
+    # a checkpoint from before the option existed reads its clusters off Q itself
+    path = tmp_path / "old.model.pt"
+    SCDEFR(make_graph_adata(), 4, seed=2, **QUICK).fit(path)
+    saved = torch.load(path, weights_only=True)
+    del saved["extra"]["model_options"]["smoothing_steps"]
+    torch.save(saved, path)
+    _, soft, _ = SCDEFR.load(path, make_graph_adata()).predict()
+    np.testing.assert_allclose(soft, raw.obsm["scdefr_soft"], rtol=1e-6)
+
+
 def test_mini_batches_cover_cells_and_renormalise_subgraph():
     adata = make_graph_adata()
     graph = CellGraph.from_anndata(adata)
@@ -217,6 +270,8 @@ def test_bad_input_is_one_line_error(change, message):
         ({"graph_loss": "dense"}, "graph loss"),
         ({"input_scaling": "zscore"}, "input scaling"),
         ({"input_noise": -1.0}, "input noise"),
+        ({"smoothing_steps": -1}, "smoothing steps"),
+        ({"smoothing_steps": 1.5}, "smoothing steps"),
     ],
 )
 def test_impossible_parameters_are_refused(options, message):

@@ -29,6 +29,10 @@ SCALE_CLIP = 10.0
 N_CLUSTERS_METHODS = ("leiden", "silhouette")
 DEFAULT_N_CLUSTERS_METHOD = "leiden"
 DEFAULT_LEIDEN_RESOLUTION = 0.1
+# Final clusters: the soft assignment Q averaged over this many steps of the cell graph's random
+# walk, then argmax. Q is a per-cell kernel to the centres; averaging over neighbours settles cells
+# at cluster borders (BENCHMARKS.md, round 13). 0: argmax of Q itself, as the paper.
+DEFAULT_SMOOTHING_STEPS = 4
 # Epochs of each phase for up to EPOCH_REFERENCE_CELLS cells. Above that a mini-batched epoch takes
 # proportionally more optimiser steps, so the automatic schedule (epochs = -1) shrinks the epochs in
 # proportion: every run sees about as many cells as a reference-size run, and at least

@@ -1,8 +1,8 @@
 """User-facing scDEFR model over a graph AnnData: fit, predict, save, load (scvi-tools style).
 
 The model is transductive: the network holds per-cell fusion weights, so it embeds and clusters
-the cells it was fitted on. Clusters come from the model alone (argmax of the soft assignment Q);
-no label column of ``obs`` is ever read.
+the cells it was fitted on. Clusters come from the model and the cell graph alone (argmax of the
+soft assignment Q averaged over the graph); no label column of ``obs`` is ever read.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .config import (
     DEFAULT_INPUT_SCALING,
     DEFAULT_LEIDEN_RESOLUTION,
     DEFAULT_N_CLUSTERS_METHOD,
+    DEFAULT_SMOOTHING_STEPS,
     INPUT_SCALINGS,
     N_CLUSTERS_METHODS,
     ZINB_FORMS,
@@ -48,7 +49,8 @@ class SCDEFR:
 
     ``n_clusters`` is a number, or ``'auto'``: estimated without labels from the pre-trained
     embedding by :func:`scdefr.tl.estimate_n_clusters` (``n_clusters_method``, ``resolution``,
-    ``max_clusters``). The network options are ``hidden_dims``, ``sigma``, ``dropout``, ``hops``
+    ``max_clusters``). Clusters are the argmax of Q averaged over ``smoothing_steps`` steps of
+    the cell graph (:func:`scdefr.tl.smooth_assignments`). The network options are ``hidden_dims``, ``sigma``, ``dropout``, ``hops``
     and ``zinb_form``; ``input_scaling`` says what the encoders see of X (``'scale'``: each gene
     standardised, ``'none'``: X as it is, as the paper's code). Every other keyword is a
     :class:`scdefr.training.TrainingConfig` field (epochs, learning rates, loss weights, batch
@@ -63,6 +65,7 @@ class SCDEFR:
         n_clusters_method: str = DEFAULT_N_CLUSTERS_METHOD,
         resolution: float = DEFAULT_LEIDEN_RESOLUTION,
         max_clusters: int = 30,
+        smoothing_steps: int = DEFAULT_SMOOTHING_STEPS,
         hidden_dims: tuple[int, ...] | list[int] = DEFAULT_HIDDEN_DIMS,
         sigma: float = 0.1,
         dropout: float = 0.01,
@@ -81,9 +84,11 @@ class SCDEFR:
             "n_clusters_method": n_clusters_method,
             "resolution": float(resolution),
             "max_clusters": int(max_clusters),
+            "smoothing_steps": smoothing_steps,
             "input_scaling": input_scaling,
         }
         _check_options(self.options, hidden_dims, sigma, dropout, hops, zinb_form)
+        self.options["smoothing_steps"] = int(smoothing_steps)  # a plain int: checkpoints load weights-only
         self.adata = adata
         self.graph = CellGraph.from_anndata(adata, zinb_form, input_scaling)
         torch.manual_seed(self.config.seed)
@@ -142,12 +147,20 @@ class SCDEFR:
 
     # --- results -------------------------------------------------------------------------------
     def predict(self) -> tuple[np.ndarray, np.ndarray, pd.Categorical]:
-        """Embedding z, soft assignments Q, and clusters ``argmax Q`` as categories ``'0'..'K-1'``."""
+        """Embedding z, soft assignments (Q averaged over the graph), and their argmax as
+        categories ``'0'..'K-1'``."""
+        from .tl import smooth_assignments
+
         if not self.is_fitted:
             raise ScdefrError("the model is not fitted yet: call fit() first")
-        embedding, soft = self._training_plan().embed()
-        categories = [str(k) for k in range(soft.shape[1])]
-        clusters = pd.Categorical(soft.argmax(axis=1).astype(str), categories=categories)
+        embedding, q = self._training_plan().embed()
+        steps = self.options["smoothing_steps"]
+        soft = smooth_assignments(q, self.graph.adjacency, steps)
+        labels = soft.argmax(axis=1)
+        empty = soft.shape[1] - len(np.unique(labels))
+        if empty:
+            logger.warning("%d of the %d clusters hold no cell (argmax of Q after %d smoothing steps)", empty, soft.shape[1], steps)
+        clusters = pd.Categorical(labels.astype(str), categories=[str(k) for k in range(soft.shape[1])])
         return embedding, soft, clusters
 
     def summary(self) -> dict:
@@ -169,6 +182,7 @@ class SCDEFR:
                 "n_clusters_method": self.options["n_clusters_method"],
                 "resolution": self.options["resolution"],
                 "max_clusters": self.options["max_clusters"],
+                "smoothing_steps": self.options["smoothing_steps"],
                 "input_scaling": self.options["input_scaling"],
                 "batch_size_used": int(plan.batch_size),
                 "pretrain_epochs_used": int(plan.pretrain_epochs),
@@ -176,7 +190,10 @@ class SCDEFR:
             },
             "n_clusters": int(self.module.config["n_clusters"]),
             "n_clusters_choice": _writable(self.state.n_clusters_info),
-            "cluster_assignment": "argmax of the soft assignment Q (Student's t kernel to the learned centres)",
+            "cluster_assignment": (
+                "argmax of the soft assignment Q (Student's t kernel to the learned centres), averaged over "
+                f"{self.options['smoothing_steps']} random-walk steps of the cell graph"
+            ),
             "history": history,
             "versions": {
                 "scdefr": __version__,
@@ -213,7 +230,8 @@ class SCDEFR:
         model = cls.__new__(cls)
         model.config = TrainingConfig(**{**checkpoint["training_config"], **runtime})
         model.config.validate()
-        model.options = dict(extra["model_options"])
+        # checkpoints written before the smoothing existed labelled by argmax Q itself
+        model.options = {"smoothing_steps": 0, **extra["model_options"]}
         model.adata = adata
         model.graph = CellGraph.from_anndata(
             adata, checkpoint["module_config"]["zinb_form"], model.options["input_scaling"]
@@ -249,6 +267,9 @@ def _check_options(options: dict, hidden_dims, sigma, dropout, hops, zinb_form) 
         raise ScdefrError(f"resolution must be > 0, got {options['resolution']}")
     if options["max_clusters"] < 2:
         raise ScdefrError(f"max clusters must be >= 2, got {options['max_clusters']}")
+    steps = options["smoothing_steps"]
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ScdefrError(f"smoothing steps must be an integer >= 0, got {steps!r}")
     if len(hidden_dims) < 2 or any(int(d) < 1 for d in hidden_dims):
         raise ScdefrError(f"hidden dims must be at least two positive widths, got {list(hidden_dims)}")
     if not 0.0 <= sigma <= 1.0:

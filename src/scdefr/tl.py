@@ -1,4 +1,5 @@
-"""Scanpy-style tools: ``tl.scdefr`` trains and clusters, ``tl.estimate_n_clusters`` picks K without labels."""
+"""Scanpy-style tools: ``tl.scdefr`` trains and clusters, ``tl.estimate_n_clusters`` picks K without labels,
+``tl.smooth_assignments`` averages soft assignments over the cell graph."""
 
 from __future__ import annotations
 
@@ -96,6 +97,33 @@ def estimate_n_clusters(
     return k, info
 
 
+def smooth_assignments(soft: np.ndarray, adjacency, steps: int) -> np.ndarray:
+    """Soft assignments averaged ``steps`` times over each cell's graph neighbourhood (itself included).
+
+    Q comes from each cell's own distance to the centres, so cells at a cluster border flip on
+    small moves of z; their neighbours in the kNN graph mostly belong to one type. Each step is a
+    random-walk step on the graph: every row becomes the mean of the rows of the cells it is
+    connected to in ``adjacency`` (its pattern; weights ignored), so rows keep summing to 1.
+    ``steps`` 0 returns ``soft`` unchanged.
+    """
+    import scipy.sparse as sp
+
+    if steps < 0:
+        raise ScdefrError(f"smoothing steps must be >= 0, got {steps}")
+    soft = np.asarray(soft, dtype=np.float32)
+    if steps == 0:
+        return soft
+    pattern = sp.csr_matrix(adjacency, dtype=np.float32, copy=True)
+    pattern.eliminate_zeros()
+    pattern.data[:] = 1.0
+    pattern.setdiag(1.0)  # each cell counts itself, as the graph step's A + I does
+    degree = np.asarray(pattern.sum(axis=1), dtype=np.float32).ravel()
+    walk = (sp.diags(1.0 / degree) @ pattern).tocsr()
+    for _ in range(steps):
+        soft = walk @ soft
+    return np.asarray(soft, dtype=np.float32)
+
+
 def scdefr(
     adata,
     n_clusters: int | str = "auto",
@@ -106,8 +134,9 @@ def scdefr(
 ):
     """Train scDEFR on a graph AnnData and write its results into it; returns the fitted model.
 
-    Writes ``obsm['X_scdefr']`` (fused embedding z), ``obs['scdefr_cluster']`` (argmax of Q as
-    categories ``'0'..'K-1'``), ``obsm['scdefr_soft']`` (Q) and ``uns['scdefr']`` (parameters, K and
+    Writes ``obsm['X_scdefr']`` (fused embedding z), ``obsm['scdefr_soft']`` (the soft assignment Q
+    averaged over ``smoothing_steps`` steps of the cell graph, :func:`smooth_assignments`),
+    ``obs['scdefr_cluster']`` (its argmax as categories ``'0'..'K-1'``) and ``uns['scdefr']`` (parameters, K and
     how it was chosen, loss history, versions, device, seed). ``options`` are
     :class:`scdefr.model.SCDEFR`'s keywords (network, K estimation and training options).
     ``resume`` continues the run saved in that checkpoint (its options win over ``options``,

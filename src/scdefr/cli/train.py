@@ -14,6 +14,7 @@ from ..config import (
     DEFAULT_LEIDEN_RESOLUTION,
     DEFAULT_N_CLUSTERS_METHOD,
     DEFAULT_PRETRAIN_EPOCHS,
+    DEFAULT_SMOOTHING_STEPS,
     EPOCH_REFERENCE_CELLS,
     GRAPH_LOSSES,
     INPUT_SCALINGS,
@@ -69,7 +70,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     clusters = parser.add_argument_group("train: clusters")
     clusters.add_argument("--n-clusters", type=_n_clusters, default="auto",
                           help="number of clusters K, or 'auto': estimated from the pre-trained embedding "
-                               "(never from labels); final clusters are argmax of the soft assignment Q")
+                               "(never from labels); final clusters are the argmax of the soft assignment Q "
+                               "averaged over --smoothing-steps steps of the cell graph")
     clusters.add_argument("--n-clusters-method", choices=N_CLUSTERS_METHODS, default=DEFAULT_N_CLUSTERS_METHOD,
                           help="how 'auto' picks K: the number of Leiden communities (>= 0.5%% of cells) at "
                                "--leiden-resolution, or the best silhouette of KMeans over k=2..--max-clusters; "
@@ -78,6 +80,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                           help="Leiden resolution for --n-clusters-method leiden (low: the pre-trained embedding "
                                "is finely structured)")
     clusters.add_argument("--max-clusters", type=int, default=30, help="largest K that 'auto' may choose")
+    clusters.add_argument("--smoothing-steps", type=int, default=DEFAULT_SMOOTHING_STEPS,
+                          help="average the soft assignments over each cell's graph neighbourhood this many times "
+                               "before the argmax (random-walk steps); 0: argmax of Q itself, as the paper")
     clusters.add_argument("--kmeans-n-init", type=int, default=DEFAULTS.kmeans_n_init,
                           help="KMeans restarts for the cluster-centre initialisation (seeded by --seed)")
 
@@ -164,6 +169,7 @@ def main(args: argparse.Namespace) -> None:
         n_clusters_method=args.n_clusters_method,
         resolution=args.leiden_resolution,
         max_clusters=args.max_clusters,
+        smoothing_steps=args.smoothing_steps,
         hidden_dims=args.hidden_dims,
         sigma=args.sigma,
         dropout=args.dropout,
