@@ -1,7 +1,7 @@
 """How the final labels are read off a trained model: a diagnostic.
 
 The paper labels each cell by the argmax of its soft assignment Q. This script trains once per
-dataset and seed (package defaults, true k, ``smoothing_steps=0``), caches z and Q, and scores
+dataset and seed (package defaults, true k or ``--k auto``, ``smoothing_steps=0``), caches z and Q, and scores
 label-free rules that read the same trained model: Q averaged over t random-walk steps of the cell
 graph (``tl.smooth_assignments``, what the package does), Q propagated t times with the graph
 step's symmetric adjacency, KMeans on z, and Leiden on the kNN graph of z with its resolution
@@ -25,20 +25,22 @@ RESULTS_FILE = "label_rules.csv"
 SMOOTHING_STEPS = (1, 2, 4, 8, 16)
 
 
-def trained(name: str, seed: int, threads: int, cache: Path):
-    """(graph AnnData, its labels, z, Q) for one dataset and seed; trains once, with labels removed."""
+def trained(name: str, seed: int, threads: int, cache: Path, k_mode: str = "true"):
+    """(graph AnnData, its labels, z, Q) for one dataset and seed; trains once, with labels removed.
+    ``k_mode`` 'true' hands the model the number of types, 'auto' lets it estimate K."""
     import torch
 
     from scdefr import tl
 
     adata = baselines.preprocess(name, seed)
     truth = adata.obs[LABEL_KEY].to_numpy()
-    path = cache / f"{name}.seed{seed}.npz"
+    path = cache / (f"{name}.seed{seed}.npz" if k_mode == "true" else f"{name}.seed{seed}.{k_mode}.npz")
     if not path.exists():
         torch.set_num_threads(threads)
         view = adata.copy()
         del view.obs[LABEL_KEY]
-        tl.scdefr(view, n_clusters=len(set(truth)), seed=seed, smoothing_steps=0)
+        n_clusters = len(set(truth)) if k_mode == "true" else "auto"
+        tl.scdefr(view, n_clusters=n_clusters, seed=seed, smoothing_steps=0)
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(path, z=view.obsm["X_scdefr"], q=view.obsm["scdefr_soft"])
     saved = np.load(path)
@@ -79,14 +81,16 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--cache", type=Path, required=True, help="folder for the trained z and Q")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--k", choices=("true", "auto"), default="true", dest="k_mode",
+                        help="train with the true number of types, or let the model estimate K")
     parser.add_argument("--tag", default="v13_label_rules")
     args = parser.parse_args(argv)
     for name in args.datasets:
         for seed in args.seeds:
-            adata, truth, z, q = trained(name, seed, args.threads, args.cache)
+            adata, truth, z, q = trained(name, seed, args.threads, args.cache, args.k_mode)
             rows = []
             for rule, labels in rules(adata, z, q, seed).items():
-                row = {"tag": args.tag, "dataset": name, "seed": seed, "rule": rule,
+                row = {"tag": args.tag, "dataset": name, "seed": seed, "k_mode": args.k_mode, "rule": rule,
                        "n_clusters": len(set(labels)), **score(truth, labels)}
                 rows.append(row)
                 print(f"{name} seed {seed} {rule}: ARI {row['ari']:.3f} NMI {row['nmi']:.3f} ({row['n_clusters']})", flush=True)
