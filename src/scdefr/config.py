@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 from .errors import ScdefrError
@@ -44,6 +45,13 @@ MIN_AUTO_EPOCHS = 2
 # The export's UMAP is fitted on at most this many cells (a random subsample); the others are placed
 # among their nearest fitted cells. A seeded UMAP lays cells out on one thread (BENCHMARKS.md, round 10).
 UMAP_MAX_CELLS = 100_000
+
+
+def check_smoothing_steps(steps) -> int:
+    """``steps`` as a plain int (checkpoints load weights-only), or a one-line error."""
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ScdefrError(f"smoothing steps must be an integer >= 0, got {steps!r}")
+    return int(steps)
 
 
 def resolve_epochs(epochs: int, default: int, n_cells: int) -> int:

@@ -28,6 +28,7 @@ from .config import (
     INPUT_SCALINGS,
     N_CLUSTERS_METHODS,
     ZINB_FORMS,
+    check_smoothing_steps,
 )
 from .training import (
     CellGraph,
@@ -84,11 +85,10 @@ class SCDEFR:
             "n_clusters_method": n_clusters_method,
             "resolution": float(resolution),
             "max_clusters": int(max_clusters),
-            "smoothing_steps": smoothing_steps,
+            "smoothing_steps": check_smoothing_steps(smoothing_steps),
             "input_scaling": input_scaling,
         }
         _check_options(self.options, hidden_dims, sigma, dropout, hops, zinb_form)
-        self.options["smoothing_steps"] = int(smoothing_steps)  # a plain int: checkpoints load weights-only
         self.adata = adata
         self.graph = CellGraph.from_anndata(adata, zinb_form, input_scaling)
         torch.manual_seed(self.config.seed)
@@ -267,9 +267,6 @@ def _check_options(options: dict, hidden_dims, sigma, dropout, hops, zinb_form) 
         raise ScdefrError(f"resolution must be > 0, got {options['resolution']}")
     if options["max_clusters"] < 2:
         raise ScdefrError(f"max clusters must be >= 2, got {options['max_clusters']}")
-    steps = options["smoothing_steps"]
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ScdefrError(f"smoothing steps must be an integer >= 0, got {steps!r}")
     if len(hidden_dims) < 2 or any(int(d) < 1 for d in hidden_dims):
         raise ScdefrError(f"hidden dims must be at least two positive widths, got {list(hidden_dims)}")
     if not 0.0 <= sigma <= 1.0:

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .config import DEFAULT_LEIDEN_RESOLUTION, DEFAULT_N_CLUSTERS_METHOD
+from .config import DEFAULT_LEIDEN_RESOLUTION, DEFAULT_N_CLUSTERS_METHOD, check_smoothing_steps
 from .errors import ScdefrError
 
 logger = logging.getLogger(__name__)
@@ -108,15 +108,14 @@ def smooth_assignments(soft: np.ndarray, adjacency, steps: int) -> np.ndarray:
     """
     import scipy.sparse as sp
 
-    if steps < 0:
-        raise ScdefrError(f"smoothing steps must be >= 0, got {steps}")
+    steps = check_smoothing_steps(steps)
     soft = np.asarray(soft, dtype=np.float32)
     if steps == 0:
         return soft
-    pattern = sp.csr_matrix(adjacency, dtype=np.float32, copy=True)
+    # A + I (each cell counts itself, as the graph step's adjacency does), edge weights dropped
+    pattern = (sp.csr_matrix(adjacency, dtype=np.float32) + sp.identity(soft.shape[0], format="csr")).tocsr()
     pattern.eliminate_zeros()
     pattern.data[:] = 1.0
-    pattern.setdiag(1.0)  # each cell counts itself, as the graph step's A + I does
     degree = np.asarray(pattern.sum(axis=1), dtype=np.float32).ravel()
     walk = (sp.diags(1.0 / degree) @ pattern).tocsr()
     for _ in range(steps):
