@@ -31,6 +31,7 @@ def trained(name: str, seed: int, threads: int, cache: Path, k_mode: str = "true
     import torch
 
     from scdefr import tl
+    from scdefr._files import atomic_path
 
     adata = baselines.preprocess(name, seed)
     truth = adata.obs[LABEL_KEY].to_numpy()
@@ -42,7 +43,8 @@ def trained(name: str, seed: int, threads: int, cache: Path, k_mode: str = "true
         n_clusters = len(set(truth)) if k_mode == "true" else "auto"
         tl.scdefr(view, n_clusters=n_clusters, seed=seed, smoothing_steps=0)
         cache.mkdir(parents=True, exist_ok=True)
-        np.savez(path, z=view.obsm["X_scdefr"], q=view.obsm["scdefr_soft"])
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # an interrupted run leaves no cache
+            np.savez(handle, z=view.obsm["X_scdefr"], q=view.obsm["scdefr_soft"])
     saved = np.load(path)
     return adata, truth, saved["z"], saved["q"]
 
