@@ -9,6 +9,7 @@ bisected to the model's K. Labels only score; the true k is what
 ``--n-clusters`` would hand the model.
 
     python benchmarks/label_rules.py --datasets mouse_bladder_2100 paul15 --seeds 0 1 --cache Q
+    python benchmarks/label_rules.py --param lr=0.001 --cache Q_lr1e-3 --tag joint_lr_1e-3
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import numpy as np
 
 from _common import DATASETS, LABEL_KEY, SEEDS, append_rows, score
 import baselines
+from scdefr_quality import parse_params
 
 RESULTS_FILE = "label_rules.csv"
 SMOOTHING_STEPS = (1, 2, 4, 8, 16)
 
 
-def trained(name: str, seed: int, threads: int, cache: Path, k_mode: str = "true"):
+def trained(name: str, seed: int, threads: int, cache: Path, k_mode: str = "true", params: dict | None = None):
     """(graph AnnData, its labels, z, Q) for one dataset and seed; trains once, with labels removed.
-    ``k_mode`` 'true' hands the model the number of types, 'auto' lets it estimate K."""
+    ``k_mode`` 'true' hands the model the number of types, 'auto' lets it estimate K; ``params`` go to
+    ``tl.scdefr`` (give each setting its own cache folder)."""
     import torch
 
     from scdefr import tl
@@ -41,7 +44,7 @@ def trained(name: str, seed: int, threads: int, cache: Path, k_mode: str = "true
         view = adata.copy()
         del view.obs[LABEL_KEY]
         n_clusters = len(set(truth)) if k_mode == "true" else "auto"
-        tl.scdefr(view, n_clusters=n_clusters, seed=seed, smoothing_steps=0)
+        tl.scdefr(view, n_clusters=n_clusters, seed=seed, **{**(params or {}), "smoothing_steps": 0})
         cache.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # an interrupted run leaves no cache
             np.savez(handle, z=view.obsm["X_scdefr"], q=view.obsm["scdefr_soft"])
@@ -85,11 +88,12 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--k", choices=("true", "auto"), default="true", dest="k_mode",
                         help="train with the true number of types, or let the model estimate K")
+    parser.add_argument("--param", action="append", default=[], help="NAME=VALUE keyword for scdefr.tl.scdefr")
     parser.add_argument("--tag", default="v13_label_rules")
     args = parser.parse_args(argv)
     for name in args.datasets:
         for seed in args.seeds:
-            adata, truth, z, q = trained(name, seed, args.threads, args.cache, args.k_mode)
+            adata, truth, z, q = trained(name, seed, args.threads, args.cache, args.k_mode, parse_params(args.param))
             rows = []
             for rule, labels in rules(adata, z, q, seed).items():
                 row = {"tag": args.tag, "dataset": name, "seed": seed, "k_mode": args.k_mode, "rule": rule,
