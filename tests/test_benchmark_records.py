@@ -172,6 +172,37 @@ def test_label_rules_smoothing_recovers_flipped_cells_and_is_summarised(benchmar
     assert "| d | 2 | 0.550 ± 0.071 | 0.650 ± 0.071 | 0.550 |" in table
 
 
+def test_label_rules_hands_params_to_training_with_the_read_out_off_and_no_labels(benchmarks, tmp_path, monkeypatch):
+    """``--param`` reaches ``tl.scdefr``; the script still trains with ``smoothing_steps=0`` (it scores
+    read-outs itself), without the label column, and a second run reads the cache instead of training."""
+    import numpy as np
+
+    from builders import make_graph_adata
+    from scdefr import tl
+
+    label_rules = importlib.import_module("label_rules")
+    adata = make_graph_adata(n_cells=120, n_types=3)
+    monkeypatch.setattr(label_rules.baselines, "preprocess", lambda name, seed: adata.copy())
+    calls = []
+
+    def fake_scdefr(view, **options):
+        calls.append((set(view.obs.columns), options))
+        view.obsm["X_scdefr"] = np.random.default_rng(0).normal(size=(view.n_obs, 2)).astype(np.float32)
+        view.obsm["scdefr_soft"] = np.full((view.n_obs, 3), 1 / 3, dtype=np.float32)
+
+    monkeypatch.setattr(tl, "scdefr", fake_scdefr)
+    argv = ["--datasets", "d", "--seeds", "1", "--cache", str(tmp_path / "Q"), "--param", "lr=0.001",
+            "--param", "smoothing_steps=4", "--tag", "t"]
+    label_rules.main(argv)
+    label_rules.main(argv)
+
+    ((columns, options),) = calls
+    assert "cell_type" not in columns
+    assert options == {"n_clusters": 3, "seed": 1, "lr": 0.001, "smoothing_steps": 0}
+    rows = read_table(tmp_path / "label_rules.csv")
+    assert {row["rule"] for row in rows} >= {"argmax_q", "q_walk4"} and len(rows) % 2 == 0
+
+
 def test_write_cost_writes_each_compression_and_reads_it_back(benchmarks, tmp_path):
     """One row per setting; level 4 packs at least as tight as level 1, and both beat no compression."""
     import anndata as ad
