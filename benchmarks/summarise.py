@@ -16,6 +16,12 @@ from _common import RESULTS_DIR
 BASELINES = ("leiden_default", "leiden_true_k", "kmeans_pca")
 
 
+def baselines_on(baselines: pd.DataFrame, dataset: str, seeds) -> pd.DataFrame:
+    """The baseline rows of ``dataset`` on the seeds a group of runs used: the bar is then averaged
+    over the same seeds as the runs beside it, however many seeds the baselines have."""
+    return baselines[(baselines["dataset"] == dataset) & baselines["seed"].isin(set(seeds))]
+
+
 def mean_sd(values: pd.Series, digits: int = 3) -> str:
     values = values.dropna()
     if len(values) == 1:
@@ -31,7 +37,7 @@ def quality_table(tags: list[str]) -> str:
               "best baseline ARI |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for (dataset, tag, k_mode), group in runs.groupby(["dataset", "tag", "k_mode"], sort=True):
-        reference = baselines[baselines["dataset"] == dataset].groupby("method")["ari"].mean()
+        reference = baselines_on(baselines, dataset, group["seed"]).groupby("method")["ari"].mean()
         best = reference.reindex(list(BASELINES)).dropna()
         best_text = f"{best.max():.3f} ({best.idxmax()})" if len(best) else "n/a"
         lines.append(
@@ -52,7 +58,8 @@ def label_rules_table(tag: str, rules: list[str]) -> str:
     header = "| dataset | seeds | " + " | ".join(rules) + " | best Leiden ARI |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for dataset, group in runs.groupby("dataset", sort=True):
-        leiden = baselines[(baselines["dataset"] == dataset) & baselines["method"].str.startswith("leiden")]
+        leiden = baselines_on(baselines, dataset, group["seed"])
+        leiden = leiden[leiden["method"].str.startswith("leiden")]
         cells = [mean_sd(group.loc[group["rule"] == rule, "ari"]) for rule in rules]
         lines.append(f"| {dataset} | {group['seed'].nunique()} | " + " | ".join(cells)
                      + f" | {leiden.groupby('method')['ari'].mean().max():.3f} |")
