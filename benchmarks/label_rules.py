@@ -9,7 +9,7 @@ bisected to the model's K. Labels only score; the true k is what
 ``--n-clusters`` would hand the model.
 
     python benchmarks/label_rules.py --datasets mouse_bladder_2100 paul15 --seeds 0 1 --cache Q
-    python benchmarks/label_rules.py --param lr=0.001 --cache Q_lr1e-3 --tag joint_lr_1e-3
+    python benchmarks/label_rules.py --param lr=0.001 --cache Q --tag joint_lr_1e-3
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ SMOOTHING_STEPS = (1, 2, 4, 8, 16)
 def trained(name: str, seed: int, threads: int, cache: Path, k_mode: str = "true", params: dict | None = None):
     """(graph AnnData, its labels, z, Q) for one dataset and seed; trains once, with labels removed.
     ``k_mode`` 'true' hands the model the number of types, 'auto' lets it estimate K; ``params`` go to
-    ``tl.scdefr`` (give each setting its own cache folder)."""
+    ``tl.scdefr``. The cache file is named by all three, so a folder never hands back a model trained
+    with other settings."""
     import torch
 
     from scdefr import tl
@@ -38,7 +39,8 @@ def trained(name: str, seed: int, threads: int, cache: Path, k_mode: str = "true
 
     adata = baselines.preprocess(name, seed)
     truth = adata.obs[LABEL_KEY].to_numpy()
-    path = cache / (f"{name}.seed{seed}.npz" if k_mode == "true" else f"{name}.seed{seed}.{k_mode}.npz")
+    settings = ([] if k_mode == "true" else [k_mode]) + [f"{key}={value}" for key, value in sorted((params or {}).items())]
+    path = cache / ".".join([name, f"seed{seed}", *settings, "npz"])
     if not path.exists():
         torch.set_num_threads(threads)
         view = adata.copy()

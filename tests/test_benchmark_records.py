@@ -175,7 +175,8 @@ def test_label_rules_smoothing_recovers_flipped_cells_and_is_summarised(benchmar
 
 def test_label_rules_hands_params_to_training_with_the_read_out_off_and_no_labels(benchmarks, tmp_path, monkeypatch):
     """``--param`` reaches ``tl.scdefr``; the script still trains with ``smoothing_steps=0`` (it scores
-    read-outs itself), without the label column, and a second run reads the cache instead of training."""
+    read-outs itself), without the label column; a second run reads the cache instead of training,
+    and other settings in the same cache folder train their own model."""
     import numpy as np
 
     from builders import make_graph_adata
@@ -200,8 +201,11 @@ def test_label_rules_hands_params_to_training_with_the_read_out_off_and_no_label
     ((columns, options),) = calls
     assert "cell_type" not in columns
     assert options == {"n_clusters": 3, "seed": 1, "lr": 0.001, "smoothing_steps": 0}
+    label_rules.main([arg.replace("lr=0.001", "lr=0.003") for arg in argv])
+    assert len(calls) == 2 and calls[1][1]["lr"] == 0.003
     rows = read_table(tmp_path / "label_rules.csv")
-    assert {row["rule"] for row in rows} >= {"argmax_q", "q_walk4"} and len(rows) % 2 == 0
+    rules = {row["rule"] for row in rows}
+    assert rules >= {"argmax_q", "q_walk4"} and len(rows) == 3 * len(rules)  # every rule, each of the 3 runs
 
 
 def test_write_cost_writes_each_compression_and_reads_it_back(benchmarks, tmp_path):
