@@ -16,7 +16,7 @@ OPTIONS = (
     "--kmeans-n-init", "--hidden-dims", "--sigma", "--dropout", "--tag-hops", "--zinb-form", "--input-scaling",
     "--pretrain-epochs", "--epochs", "--lr-pretrain", "--lr", "--batch-size", "--device", "--amp",
     "--log-every", "--graph-loss", "--weight-rec-pretrain", "--weight-zinb-pretrain", "--weight-rec", "--weight-zinb",
-    "--weight-kl", "--weight-bce-graph", "--weight-bce-ae", "--model-out", "--checkpoint-every", "--resume",
+    "--weight-kl", "--weight-bce-graph", "--weight-bce-ae", "--cluster-balance", "--model-out", "--checkpoint-every", "--resume",
     "--seed", "--threads", "--quiet",
 )
 QUICK_ARGS = ["--hidden-dims", "16,8,4", "--pretrain-epochs", "3", "--epochs", "2", "--kmeans-n-init", "2", "--threads", "1"]

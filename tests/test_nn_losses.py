@@ -91,6 +91,19 @@ def test_target_distribution_and_kl_match_hand_computation():
     assert np.all(p.max(axis=1) >= q.max(axis=1) - 1e-12)
 
 
+def test_cluster_balance_is_the_exponent_on_the_cluster_sizes():
+    """b = 0 only sharpens; b = 2 divides by f squared, so a cell between a large and a small
+    cluster is pulled further towards the small one than DEC (b = 1) pulls it."""
+    rng = np.random.default_rng(6)
+    q = rng.dirichlet([4.0, 1.0], size=40)  # cluster 0 much larger
+    for balance in (0.0, 2.0):
+        weight = q**2 / q.sum(axis=0) ** balance
+        expected = weight / weight.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(target_distribution(_t(q), balance=balance).numpy(), expected, rtol=1e-12)
+    small_share = {b: target_distribution(_t(q), balance=b).numpy()[:, 1].mean() for b in (0.0, 1.0, 2.0)}
+    assert small_share[0.0] < small_share[1.0] < small_share[2.0]
+
+
 def test_batch_target_with_global_frequencies_equals_the_full_target():
     """A mini-batch's target from the cluster sizes of all cells is the full-data target's rows; with
     the batch's own sizes it is not (the batch misses most of the cluster 2 cells)."""

@@ -270,6 +270,8 @@ def test_bad_input_is_one_line_error(change, message):
         ({"graph_loss": "dense"}, "graph loss"),
         ({"input_scaling": "zscore"}, "input scaling"),
         ({"input_noise": -1.0}, "input noise"),
+        ({"cluster_balance": -1.0}, "cluster balance"),
+        ({"cluster_balance": float("nan")}, "cluster balance"),
         ({"smoothing_steps": -1}, "smoothing steps"),
         ({"smoothing_steps": 1.5}, "smoothing steps"),
     ],
@@ -393,3 +395,22 @@ def test_input_noise_perturbs_pretraining_only_and_repeats():
     noisy = pretrained(1.0)
     np.testing.assert_array_equal(noisy, pretrained(1.0))
     assert not np.allclose(noisy, pretrained(0.0))
+
+
+def test_cluster_balance_acts_on_the_joint_phase_only():
+    """The same pre-training and centres; then the joint phase's KL term differs with the exponent,
+    and the default (1) is DEC's target."""
+
+    def joint_kl(**options):
+        graph = CellGraph.from_anndata(make_graph_adata(n_cells=40))
+        torch.manual_seed(0)
+        module = SCDEFRModule(graph.n_genes, graph.n_cells, hidden_dims=QUICK["hidden_dims"])
+        config = TrainingConfig(pretrain_epochs=3, epochs=2, batch_size=0, kmeans_n_init=2, **options)
+        plan = TrainingPlan(module, graph, config, lambda embedding: (3, {"method": "given"}))
+        plan.train()
+        return plan.state.history
+
+    dec, explicit, balanced = joint_kl(), joint_kl(cluster_balance=1.0), joint_kl(cluster_balance=3.0)
+    assert dec["pretrain"] == balanced["pretrain"]
+    assert dec["joint"] == explicit["joint"]
+    assert dec["joint"]["kl"] != balanced["joint"]["kl"]

@@ -79,6 +79,8 @@ class TrainingConfig:
     weight_kl: float = 0.5
     weight_bce_graph: float = 0.1
     weight_bce_ae: float = 0.1
+    # Exponent on the soft cluster sizes in DEC's target (1: DEC). BENCHMARKS.md, round 15.
+    cluster_balance: float = 1.0
     graph_loss: str = "sampled"
     # Standard deviation of Gaussian noise added to the encoders' (scaled) input in pre-training: a
     # denoising objective, as the ZINB autoencoders reporting 0.78 on pbmc_10x use. 0: none.
@@ -105,6 +107,8 @@ class TrainingConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ScdefrError(f"loss {name.replace('_', ' ')} must be >= 0, got {value}")
+        if not (math.isfinite(self.cluster_balance) and self.cluster_balance >= 0):
+            raise ScdefrError(f"cluster balance must be >= 0, got {self.cluster_balance}")
         if not (math.isfinite(self.input_noise) and self.input_noise >= 0):
             raise ScdefrError(f"input noise must be >= 0, got {self.input_noise}")
         if self.graph_loss not in GRAPH_LOSSES:

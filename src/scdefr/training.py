@@ -276,11 +276,13 @@ def epoch_seed(seed: int, phase: str, epoch: int) -> int:
 
 
 def loss_terms(
-    out, batch: Batch, phase: str, graph_loss: str, frequencies: dict[str, torch.Tensor] | None = None
+    out, batch: Batch, phase: str, graph_loss: str, frequencies: dict[str, torch.Tensor] | None = None,
+    balance: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """Unweighted loss terms of one forward pass (float32, outside autocast). ``frequencies``: soft
     cluster sizes over all cells for ``q``, ``q_ae`` and ``q_graph`` (mini-batches; see
-    :func:`scdefr.nn.target_distribution`); without them each target uses the batch's own."""
+    :func:`scdefr.nn.target_distribution`); without them each target uses the batch's own.
+    ``balance``: the exponent on those sizes in every target."""
     if graph_loss == "sampled":
         reconstruction = sampled_edge_loss(out.z_graph, batch.edge_rows, batch.edge_cols, batch.n_cells)
     else:
@@ -294,9 +296,9 @@ def loss_terms(
     if phase == "joint":
         f = frequencies or {}
         q, q_graph, q_ae = out.q.float(), out.q_graph.float(), out.q_ae.float()
-        terms["kl"] = kl_clustering_loss(q, target_distribution(q, f.get("q")))
-        terms["bce_graph"] = F.binary_cross_entropy(q_graph, target_distribution(q_graph, f.get("q_graph")))
-        terms["bce_ae"] = F.binary_cross_entropy(q_ae, target_distribution(q_ae, f.get("q_ae")))
+        terms["kl"] = kl_clustering_loss(q, target_distribution(q, f.get("q"), balance))
+        terms["bce_graph"] = F.binary_cross_entropy(q_graph, target_distribution(q_graph, f.get("q_graph"), balance))
+        terms["bce_ae"] = F.binary_cross_entropy(q_ae, target_distribution(q_ae, f.get("q_ae"), balance))
     return terms
 
 
@@ -425,7 +427,7 @@ class TrainingPlan:
                     x = x + self.config.input_noise * torch.randn_like(x)
                 with self._autocast():
                     out = self.module(x, batch.adjacency, batch.cell_index, batch.size_factors)
-                terms = loss_terms(out, batch, phase, self.config.graph_loss, frequencies)
+                terms = loss_terms(out, batch, phase, self.config.graph_loss, frequencies, self.config.cluster_balance)
                 if frequencies is not None:
                     for name in frequencies:
                         size = getattr(out, name).detach().float().sum(dim=0)

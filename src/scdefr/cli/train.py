@@ -127,6 +127,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                           help="sd of Gaussian noise added to the scaled input in pre-training (denoising); "
                                "0: none. 1 and 2.5 scored no better in BENCHMARKS.md round 9")
 
+    training.add_argument("--cluster-balance", type=float, default=DEFAULTS.cluster_balance,
+                          help="exponent b on the cluster sizes f in the DEC target p ~ q^2 / f^b: 1 is DEC; "
+                               "larger moves cells at cluster borders to smaller clusters (BENCHMARKS.md round 15)")
+
     weights = parser.add_argument_group("train: loss weights (defaults as in the paper)")
     weights.add_argument("--weight-rec-pretrain", type=float, default=DEFAULTS.weight_rec_pretrain, help="graph reconstruction, pre-training")
     weights.add_argument("--weight-zinb-pretrain", type=float, default=DEFAULTS.weight_zinb_pretrain, help="ZINB, pre-training")
@@ -187,6 +191,7 @@ def main(args: argparse.Namespace) -> None:
         weight_kl=args.weight_kl,
         weight_bce_graph=args.weight_bce_graph,
         weight_bce_ae=args.weight_bce_ae,
+        cluster_balance=args.cluster_balance,
         graph_loss=args.graph_loss,
         input_noise=args.input_noise,
         batch_size=args.batch_size,

@@ -86,8 +86,11 @@ def sampled_edge_loss(
     )
 
 
-def target_distribution(q: torch.Tensor, frequencies: torch.Tensor | None = None) -> torch.Tensor:
-    r"""DEC's sharpened target :math:`p_{ij} = (q_{ij}^2 / f_j) / \sum_{j'} (q_{ij'}^2 / f_{j'})`, :math:`f_j = \sum_i q_{ij}`.
+def target_distribution(q: torch.Tensor, frequencies: torch.Tensor | None = None, balance: float = 1.0) -> torch.Tensor:
+    r"""DEC's sharpened target :math:`p_{ij} = (q_{ij}^2 / f_j^b) / \sum_{j'} (q_{ij'}^2 / f_{j'}^b)`, :math:`f_j = \sum_i q_{ij}`.
+
+    ``balance`` is the exponent b: 1 is DEC's target; larger values lower the target of large
+    clusters further, so cells at their borders move to smaller ones; 0 only sharpens.
 
     ``frequencies`` are the soft cluster sizes f over *all* cells, for when ``q`` holds a mini-batch:
     a Cluster-GCN batch covers a few graph communities, and its own f would inflate the clusters
@@ -97,7 +100,7 @@ def target_distribution(q: torch.Tensor, frequencies: torch.Tensor | None = None
     """
     q = q.detach()
     f = q.sum(dim=0, keepdim=True) if frequencies is None else frequencies.reshape(1, -1).to(q)
-    weight = q.pow(2) / f
+    weight = q.pow(2) / f.pow(balance)
     return weight / weight.sum(dim=1, keepdim=True)
 
 
