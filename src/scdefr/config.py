@@ -107,10 +107,10 @@ class TrainingConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ScdefrError(f"loss {name.replace('_', ' ')} must be >= 0, got {value}")
-        if not (math.isfinite(self.cluster_balance) and self.cluster_balance >= 0):
-            raise ScdefrError(f"cluster balance must be >= 0, got {self.cluster_balance}")
-        if not (math.isfinite(self.input_noise) and self.input_noise >= 0):
-            raise ScdefrError(f"input noise must be >= 0, got {self.input_noise}")
+        for name in ("cluster_balance", "input_noise"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ScdefrError(f"{name.replace('_', ' ')} must be >= 0, got {value}")
         if self.graph_loss not in GRAPH_LOSSES:
             raise ScdefrError(f"graph loss must be one of {', '.join(GRAPH_LOSSES)}, got {self.graph_loss!r}")
         if self.batch_size < -1:

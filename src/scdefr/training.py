@@ -276,13 +276,12 @@ def epoch_seed(seed: int, phase: str, epoch: int) -> int:
 
 
 def loss_terms(
-    out, batch: Batch, phase: str, graph_loss: str, frequencies: dict[str, torch.Tensor] | None = None,
-    balance: float = 1.0,
+    out, batch: Batch, phase: str, graph_loss: str, frequencies: dict[str, torch.Tensor] | None, balance: float
 ) -> dict[str, torch.Tensor]:
     """Unweighted loss terms of one forward pass (float32, outside autocast). ``frequencies``: soft
     cluster sizes over all cells for ``q``, ``q_ae`` and ``q_graph`` (mini-batches; see
-    :func:`scdefr.nn.target_distribution`); without them each target uses the batch's own.
-    ``balance``: the exponent on those sizes in every target."""
+    :func:`scdefr.nn.target_distribution`); ``None``: each target uses the batch's own.
+    ``balance``: the exponent on those sizes in every target (``TrainingConfig.cluster_balance``)."""
     if graph_loss == "sampled":
         reconstruction = sampled_edge_loss(out.z_graph, batch.edge_rows, batch.edge_cols, batch.n_cells)
     else:
