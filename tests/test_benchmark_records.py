@@ -208,6 +208,39 @@ def test_label_rules_hands_params_to_training_with_the_read_out_off_and_no_label
     assert rules >= {"argmax_q", "q_walk4"} and len(rows) == 3 * len(rules)  # every rule, each of the 3 runs
 
 
+def test_attention_keys_compares_subsets_of_keys_with_every_cell_without_labels(benchmarks, tmp_path, monkeypatch):
+    """The first row is the reference (every cell as a key); subsets of keys and the run without the
+    term move z; each subset runs once per order; the model is loaded from a file without labels."""
+    import torch
+
+    from builders import make_graph_adata
+    from scdefr.model import SCDEFR
+
+    adata = make_graph_adata(n_cells=120, n_types=3)
+    model = SCDEFR(adata.copy(), 3, seed=0, pretrain_epochs=2, epochs=1, hidden_dims=(16, 8, 4))
+    model.fit()
+    with torch.no_grad():
+        model.module.alpha.fill_(0.5)  # a trained alpha this early is near 0; the term must matter here
+    model.save(tmp_path / "m.model.pt")
+    adata.write_h5ad(tmp_path / "g.h5ad")
+
+    seen = []
+    load = SCDEFR.load.__func__
+    monkeypatch.setattr(SCDEFR, "load", classmethod(lambda cls, path, data: seen.append(set(data.obs)) or load(cls, path, data)))
+    importlib.import_module("attention_keys").main([
+        str(tmp_path / "g.h5ad"), str(tmp_path / "m.model.pt"), "--keys", "40", "-1", "--orders", "2",
+        "--label-key", "cell_type", "--threads", "1", "--tag", "t",
+    ])
+
+    assert seen == [set(adata.obs) - {"cell_type"}]
+    rows = read_table(tmp_path / "attention_keys.csv")
+    assert [(row["keys"], row["order"]) for row in rows] == [("all", "0"), ("40", "0"), ("40", "1"), ("none", "0")]
+    assert float(rows[0]["z_change"]) == 0 and float(rows[0]["ari_to_all_keys"]) == 1
+    assert all(float(row["z_change"]) > 0 for row in rows[1:])
+    assert rows[1]["z_change"] != rows[2]["z_change"]  # another order, another subset of keys
+    assert all(0 <= float(row["ari_labels"]) <= 1 for row in rows)
+
+
 def test_write_cost_writes_each_compression_and_reads_it_back(benchmarks, tmp_path):
     """One row per setting; level 4 packs at least as tight as level 1, and both beat no compression."""
     import anndata as ad

@@ -57,6 +57,22 @@ def test_global_self_correlation_equals_dense_softmax(block_elements):
     torch.testing.assert_close(grad_got, grad_expected, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("block_elements", [2**24, 40 * 7], ids=["one-block", "row-blocks"])
+def test_global_self_correlation_attends_to_evenly_spaced_keys_above_max_keys(block_elements):
+    """Above max_keys cells every query attends to rows floor(i n / max_keys) only; at or below it, to all."""
+    z = torch.randn(40, 5, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    keys = z[[0, 4, 8, 12, 16, 20, 24, 28, 32, 36]]
+    got = global_self_correlation(z, max_keys=10, block_elements=block_elements)
+    expected = torch.softmax(z @ keys.T, dim=1) @ keys
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    (grad_got,) = torch.autograd.grad(got.square().sum(), z)
+    (grad_expected,) = torch.autograd.grad(expected.square().sum(), z)
+    torch.testing.assert_close(grad_got, grad_expected, rtol=1e-3, atol=1e-4)
+    every_cell = torch.softmax(z @ z.T, dim=1) @ z
+    torch.testing.assert_close(global_self_correlation(z, max_keys=40), every_cell, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(got, every_cell, atol=1e-3)
+
+
 def test_soft_assignment_is_student_t_kernel():
     rng = np.random.default_rng(3)
     z, centres = rng.normal(size=(8, 3)), rng.normal(size=(4, 3))

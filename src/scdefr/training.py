@@ -510,8 +510,7 @@ class TrainingPlan:
 
         With momentum 0.01 the running statistics lag far behind short runs; evaluation-mode outputs
         then differ from what training saw. The decoder's are left alone: inference does not decode.
-        Only the encoders run: the global self-correlation after them, quadratic in the cells, holds
-        no BatchNorm (about 70 s of one core at 100,000 cells).
+        Only the encoders run: the global self-correlation after them holds no BatchNorm.
         """
         encoders = (self.module.autoencoder, self.module.graph_encoder)
         norms = [m for part in encoders for m in part.modules() if isinstance(m, torch.nn.BatchNorm1d)]

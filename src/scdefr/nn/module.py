@@ -78,7 +78,8 @@ class SCDEFRModule(nn.Module):
     ``(1 - sigma) * h_graph_l + sigma * h_ae_l``. Their outputs are fused per cell,
     ``z_i = a * z_ae + b * z_graph`` (``a``, ``b`` learned, n_cells x d, initialised to 0.5),
     smoothed over the graph ``z_l = A z_i``, and refined by global self-correlation
-    ``z = alpha * softmax(z_l z_l^T) z_l + z_l`` (``alpha`` learned, initialised to 0). The ZINB
+    ``z = alpha * softmax(z_l k^T) k + z_l`` (``alpha`` learned, initialised to 0), whose keys ``k``
+    are all cells, or an evenly spaced subset of ``ATTENTION_MAX_KEYS`` above that many. The ZINB
     decoder reconstructs expression from z; soft assignments of z, z_ae and z_graph to the cluster
     centres drive the joint phase.
 
