@@ -19,7 +19,6 @@ shuffled before the keys are taken (another subset; the spread over subsets).
 from __future__ import annotations
 
 import argparse
-import functools
 import time
 
 import numpy as np
