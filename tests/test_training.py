@@ -281,6 +281,32 @@ def test_impossible_parameters_are_refused(options, message):
     with pytest.raises(ScdefrError, match=message):
         SCDEFR(make_graph_adata(n_cells=40), **options)
 
+def test_joint_minibatches_normalise_the_encoders_with_whole_graph_statistics():
+    """A Cluster-GCN batch holds a few communities. In the joint phase its cells are scored against
+    fixed centres, so the encoders' BatchNorm uses the statistics of every cell (refreshed at the
+    start of each epoch, as inference computes them), not the batch's own; pre-training keeps the
+    batch's."""
+    graph = CellGraph.from_anndata(make_graph_adata(n_cells=120))
+    module = SCDEFRModule(graph.n_genes, graph.n_cells, hidden_dims=QUICK["hidden_dims"])
+    plan = TrainingPlan(module, graph, TrainingConfig(batch_size=40, kmeans_n_init=2), lambda z: (3, {}))
+    norm = plan._encoder_norms()[0]
+    seen = []
+    norm.register_forward_hook(lambda layer, inputs, output: seen.append((layer.training, layer.running_mean.clone())))
+    plan._run_phase("pretrain", 1)
+    assert len(seen) == 3 and all(training for training, _ in seen)  # three batches, their own statistics
+    plan.initialise_centres()
+    reference = copy.deepcopy(plan)
+    reference.refresh_batchnorm(reference.whole_graph())
+    expected = reference._encoder_norms()[0].running_mean
+    seen.clear()
+    plan._run_phase("joint", 1)
+    batches = [mean for training, mean in seen if not training]
+    assert len(batches) == 3
+    for mean in batches:
+        torch.testing.assert_close(mean, expected)
+    assert all(m.training for m in plan.module.decoder.modules() if isinstance(m, torch.nn.BatchNorm1d))
+
+
 def test_joint_phase_keeps_the_pretraining_adam_moments():
     """The joint optimiser continues pre-training's Adam state (a fresh Adam's sign steps jolt the
     embedding away from the KMeans centres) and adds the centres as a second group at the joint rate."""

@@ -13,8 +13,10 @@ so a resumed run continues exactly as the uninterrupted one would have.
 Mini-batches (``batch_size > 0``) follow Cluster-GCN: the cells are partitioned once by KMeans on
 their PCA coordinates into parts of about a quarter batch; each epoch the parts are shuffled and
 grouped four at a time. A batch sees the subgraph induced by its cells, re-normalised
-(``D^-1/2 (A_sub + I) D^-1/2`` over the kept edges), and the global self-correlation and the
-BatchNorm statistics are computed within the batch. The DEC targets sharpen the batch's soft
+(``D^-1/2 (A_sub + I) D^-1/2`` over the kept edges), and the global self-correlation is computed
+within the batch. The encoders' BatchNorm uses the batch's statistics in pre-training and, in the
+joint phase, statistics of every cell refreshed each epoch (those inference uses; the centres are
+fixed points in that space). The DEC targets sharpen the batch's soft
 assignments with the cluster sizes of all cells (from the previous epoch), as the full-batch
 target would. Edges that cross batches are dropped for that step: that is the approximation, small
 when parts follow the graph's communities.
@@ -416,6 +418,8 @@ class TrainingPlan:
             seed = epoch_seed(self.config.seed, phase, epoch)
             torch.manual_seed(seed)
             self.module.train()
+            if phase == "joint" and self.batch_size:
+                self._whole_graph_normalisation()
             sums: dict[str, float] = {}
             n_batches = 0
             frequencies = self._global_frequencies(phase)
@@ -504,6 +508,24 @@ class TrainingPlan:
             return next(self._batch_stream(None))
         return make_batch(self.graph, None, self.device, counts=False)
 
+    def _encoder_norms(self) -> list[torch.nn.BatchNorm1d]:
+        encoders = (self.module.autoencoder, self.module.graph_encoder)
+        return [m for part in encoders for m in part.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+
+    def _whole_graph_normalisation(self) -> None:
+        """For this epoch's mini-batches, normalise the encoders with statistics of every cell.
+
+        A Cluster-GCN batch holds a few graph communities; normalised by its own statistics, its
+        cells land wherever its mean is mapped, not where inference puts them. The joint phase
+        scores them against fixed centres: on 100,000 simulated cells it merged types and emptied
+        clusters (BENCHMARKS.md, round 17). Statistics over the whole graph, refreshed once per
+        epoch, are the ones inference uses. Costs one encoder pass over the whole graph per epoch.
+        """
+        self.refresh_batchnorm(self.whole_graph())
+        self.module.train()
+        for norm in self._encoder_norms():
+            norm.eval()
+
     @torch.no_grad()
     def refresh_batchnorm(self, batch: Batch) -> None:
         """Re-estimate the encoders' BatchNorm statistics on ``batch`` (all cells, dropout off).
@@ -512,8 +534,7 @@ class TrainingPlan:
         then differ from what training saw. The decoder's are left alone: inference does not decode.
         Only the encoders run: the global self-correlation after them holds no BatchNorm.
         """
-        encoders = (self.module.autoencoder, self.module.graph_encoder)
-        norms = [m for part in encoders for m in part.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+        norms = self._encoder_norms()
         momenta = [m.momentum for m in norms]
         self.module.eval()
         for norm in norms:
