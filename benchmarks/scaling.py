@@ -10,6 +10,8 @@ extrapolated from the per-epoch time; such rows are marked ``extrapolated`` in t
     python benchmarks/scaling.py --sizes 5000 10000 20000 --threads 2
     python benchmarks/scaling.py --sizes 50000 100000 --train-args "--pretrain-epochs 3 --epochs 3"
     python benchmarks/scaling.py --sizes 20000 100000 --threads 16 --train-args "--device cuda" --n-clusters auto
+    python benchmarks/scaling.py --sizes 5000 50000 --commands train --seeds 0 1 2 --workdir W \
+        --train-args "--pretrain-epochs 2 --epochs 3 --log-every 1"      # time per epoch, three seeds
 
 The ``scdefr run`` rows also hold each step's wall time and the clusters found (K, and ARI against
 the simulated types, which only score the result).
@@ -103,11 +105,11 @@ def simulated_counts(n_cells: int, workdir: Path, threads: int, simulate_args: l
 
 
 def run_size(n_cells: int, workdir: Path, threads: int, train_args: list[str], tag: str,
-             commands: tuple[str, ...] = ("run", "train"), n_clusters: str = str(N_TYPES)) -> dict:
+             commands: tuple[str, ...] = ("run", "train"), n_clusters: str = str(N_TYPES), seed: int = 0) -> dict:
     counts = simulated_counts(n_cells, workdir, threads)
     sample = f"sim{n_cells}"
-    common = ["--seed", "0", "--threads", str(threads)]
-    row = {"tag": tag, "n_cells": n_cells, "n_genes": N_GENES, "threads": threads,
+    common = ["--seed", str(seed), "--threads", str(threads)]
+    row = {"tag": tag, "n_cells": n_cells, "n_genes": N_GENES, "threads": threads, "seed": seed,
            "train_args": shlex.join(train_args), "n_clusters": n_clusters}
     graph = workdir / sample / "graph" / f"{sample}.graph.h5ad"
     if "run" not in commands and not graph.exists():  # the train step alone still needs its input
@@ -138,6 +140,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-args", default="", help="extra options for scdefr run/train, e.g. fewer epochs")
     parser.add_argument("--tag", default="default")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="seeds of the steps, one row each (the simulated counts are always seed 0's; "
+                             "with --commands train a graph file already in --workdir is reused)")
     parser.add_argument("--n-clusters", default=str(N_TYPES), help="a number, or 'auto' (the package default)")
     parser.add_argument("--commands", nargs="+", choices=("simulate", "run", "train"), default=["run", "train"],
                         help="'run': scdefr run end to end; 'train': scdefr train alone on the run's graph file; "
@@ -155,10 +160,11 @@ def main(argv=None):
                 logger.info("counts ready: %s",
                             simulated_counts(n_cells, workdir, args.threads, shlex.split(args.simulate_args)))
                 continue
-            row = run_size(n_cells, workdir, args.threads, shlex.split(args.train_args), args.tag,
-                           tuple(args.commands), args.n_clusters)
-            append_rows(RESULTS_FILE, [row])
-            logger.info("%s", row)
+            for seed in args.seeds:
+                row = run_size(n_cells, workdir, args.threads, shlex.split(args.train_args), args.tag,
+                               tuple(args.commands), args.n_clusters, seed)
+                append_rows(RESULTS_FILE, [row])
+                logger.info("%s", row)
 
 
 if __name__ == "__main__":

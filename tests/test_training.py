@@ -307,6 +307,35 @@ def test_joint_minibatches_normalise_the_encoders_with_whole_graph_statistics():
     assert all(m.training for m in plan.module.decoder.modules() if isinstance(m, torch.nn.BatchNorm1d))
 
 
+def test_first_joint_epoch_reuses_the_statistics_of_the_centres_pass():
+    """The pass that placed the centres left every cell's statistics for the same weights, so the
+    first joint epoch makes no whole-graph pass of its own; later epochs (the weights moved) do,
+    and so does a run resumed from the checkpoint written after the centres."""
+    graph = CellGraph.from_anndata(make_graph_adata(n_cells=120))
+    module = SCDEFRModule(graph.n_genes, graph.n_cells, hidden_dims=QUICK["hidden_dims"])
+    plan = TrainingPlan(module, graph, TrainingConfig(batch_size=40, kmeans_n_init=2), lambda z: (3, {}))
+    plan._run_phase("pretrain", 1)
+    plan.initialise_centres()
+    resumed = copy.deepcopy(plan)
+    resumed._norms_match_weights = False  # what a plan built from a checkpoint starts with
+    for run in (plan, resumed):
+        passes = []
+        run.module.encode = _counting(run.module.encode, passes)
+        run._run_phase("joint", 1)
+        assert passes.count(graph.n_cells) == (0 if run is plan else 1)
+        passes.clear()
+        run._run_phase("joint", 2)
+        assert passes.count(graph.n_cells) == 1
+    torch.testing.assert_close(plan.module.state_dict(), resumed.module.state_dict())
+
+
+def _counting(encode, cells_seen: list):
+    def counted(x, adjacency):
+        cells_seen.append(x.shape[0])
+        return encode(x, adjacency)
+    return counted
+
+
 def test_joint_phase_keeps_the_pretraining_adam_moments():
     """The joint optimiser continues pre-training's Adam state (a fresh Adam's sign steps jolt the
     embedding away from the KMeans centres) and adds the centres as a second group at the joint rate."""

@@ -16,7 +16,7 @@ grouped four at a time. A batch sees the subgraph induced by its cells, re-norma
 (``D^-1/2 (A_sub + I) D^-1/2`` over the kept edges), and the global self-correlation is computed
 within the batch. The encoders' BatchNorm uses the batch's statistics in pre-training and, in the
 joint phase, statistics of every cell refreshed each epoch (those inference uses; the centres are
-fixed points in that space). The DEC targets sharpen the batch's soft
+fixed points in that space; the first epoch reuses the centres' pass). The DEC targets sharpen the batch's soft
 assignments with the cluster sizes of all cells (from the previous epoch), as the full-batch
 target would. Edges that cross batches are dropped for that step: that is the approximation, small
 when parts follow the graph's communities.
@@ -347,6 +347,7 @@ class TrainingPlan:
         self.pretrain_epochs = resolve_epochs(config.pretrain_epochs, DEFAULT_PRETRAIN_EPOCHS, graph.n_cells)
         self.epochs = resolve_epochs(config.epochs, DEFAULT_EPOCHS, graph.n_cells)
         self._full_batch: Batch | None = None
+        self._norms_match_weights = False  # encoders' BatchNorm holds every cell's statistics for the current weights
         self.checkpoint_path: str | os.PathLike | None = None
         self.optimizer = self._new_optimizer() if self.state.phase != "done" else None
         if optimizer_state and self.optimizer is not None:
@@ -443,6 +444,7 @@ class TrainingPlan:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
+                self._norms_match_weights = False
                 for name, value in {"loss": loss, **terms}.items():
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
                 n_batches += 1
@@ -519,9 +521,11 @@ class TrainingPlan:
         cells land wherever its mean is mapped, not where inference puts them. The joint phase
         scores them against fixed centres: on 100,000 simulated cells it merged types and emptied
         clusters (BENCHMARKS.md, round 17). Statistics over the whole graph, refreshed once per
-        epoch, are the ones inference uses. Costs one encoder pass over the whole graph per epoch.
+        epoch, are the ones inference uses. Costs one encoder pass over the whole graph per epoch,
+        except the first: the pass that placed the centres left them for the same weights.
         """
-        self.refresh_batchnorm(self.whole_graph())
+        if not self._norms_match_weights:
+            self.refresh_batchnorm(self.whole_graph())
         self.module.train()
         for norm in self._encoder_norms():
             norm.eval()
@@ -546,6 +550,7 @@ class TrainingPlan:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
         self.module.eval()
+        self._norms_match_weights = batch.n_cells == self.graph.n_cells
 
     @torch.no_grad()
     def infer(self) -> ModuleOutput:
