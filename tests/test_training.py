@@ -281,6 +281,7 @@ def test_impossible_parameters_are_refused(options, message):
     with pytest.raises(ScdefrError, match=message):
         SCDEFR(make_graph_adata(n_cells=40), **options)
 
+
 def test_joint_minibatches_normalise_the_encoders_with_whole_graph_statistics():
     """A Cluster-GCN batch holds a few communities. In the joint phase its cells are scored against
     fixed centres, so the encoders' BatchNorm uses the statistics of every cell (refreshed at the
