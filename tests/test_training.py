@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from builders import ACCURATE, QUICK, make_graph_adata
 from scdefr import config, tl
-from scdefr.config import EPOCH_REFERENCE_CELLS, MIN_AUTO_EPOCHS, resolve_epochs
+from scdefr.config import JOINT_REFERENCE_CELLS, MIN_AUTO_EPOCHS, PRETRAIN_REFERENCE_CELLS, resolve_epochs
 from scdefr.errors import ScdefrError
 from scdefr.model import SCDEFR
 from scdefr.nn import SCDEFRModule
@@ -387,21 +387,24 @@ def test_short_default_schedule_fills_every_cluster_asked_for():
     assert adjusted_rand_score(adata.obs["cell_type"], adata.obs["scdefr_cluster"]) > 0.9
 
 
-def test_automatic_epochs_keep_the_cells_seen_above_the_reference_size():
-    assert resolve_epochs(-1, 60, 5_000) == 60 and resolve_epochs(-1, 60, EPOCH_REFERENCE_CELLS) == 60
-    assert resolve_epochs(-1, 60, 5 * EPOCH_REFERENCE_CELLS) == 12
-    assert resolve_epochs(-1, 40, 1000 * EPOCH_REFERENCE_CELLS) == MIN_AUTO_EPOCHS
-    assert resolve_epochs(7, 60, 1000 * EPOCH_REFERENCE_CELLS) == 7  # a number given is kept
+def test_automatic_epochs_keep_the_cells_seen_above_each_phase_reference_size():
+    assert resolve_epochs(-1, "pretrain", 5_000) == 60 and resolve_epochs(-1, "pretrain", PRETRAIN_REFERENCE_CELLS) == 60
+    assert resolve_epochs(-1, "pretrain", 5 * PRETRAIN_REFERENCE_CELLS) == 12
+    # the joint phase shrinks from the largest full batch on: 40 x 5,000 / 10,000
+    assert resolve_epochs(-1, "joint", JOINT_REFERENCE_CELLS) == 40 and resolve_epochs(-1, "joint", 10_000) == 20
+    assert resolve_epochs(-1, "joint", 1000 * JOINT_REFERENCE_CELLS) == MIN_AUTO_EPOCHS
+    assert resolve_epochs(7, "pretrain", 1000 * PRETRAIN_REFERENCE_CELLS) == 7  # a number given is kept
 
 
 def test_training_runs_the_automatic_schedule(monkeypatch):
-    monkeypatch.setattr(config, "EPOCH_REFERENCE_CELLS", 20)
+    monkeypatch.setattr(config, "PRETRAIN_REFERENCE_CELLS", 20)
+    monkeypatch.setattr(config, "JOINT_REFERENCE_CELLS", 60)
     adata = make_graph_adata(n_cells=120)
     quick = {k: v for k, v in QUICK.items() if not k.endswith("epochs")}
     tl.scdefr(adata, 3, **quick)
     params, history = adata.uns["scdefr"]["params"], adata.uns["scdefr"]["history"]
-    assert (params["pretrain_epochs_used"], params["epochs_used"]) == (10, 7)  # 60 and 40 x 20 / 120
-    assert len(history["pretrain"]["loss"]) == 10 and len(history["joint"]["loss"]) == 7
+    assert (params["pretrain_epochs_used"], params["epochs_used"]) == (10, 20)  # 60 x 20 / 120 and 40 x 60 / 120
+    assert len(history["pretrain"]["loss"]) == 10 and len(history["joint"]["loss"]) == 20
 
 
 def test_paper_graph_loss_remains_available():

@@ -34,13 +34,20 @@ DEFAULT_LEIDEN_RESOLUTION = 0.1
 # walk, then argmax. Q is a per-cell kernel to the centres; averaging over neighbours settles cells
 # at cluster borders (BENCHMARKS.md, round 13). 0: argmax of Q itself, as the paper.
 DEFAULT_SMOOTHING_STEPS = 4
-# Epochs of each phase for up to EPOCH_REFERENCE_CELLS cells. Above that a mini-batched epoch takes
+# Full-batch training up to this many cells; above it batches of AUTO_BATCH_SIZE cells. Memory is
+# dominated by cells x genes activations (ZINB terms, about 1 GB per 4,000 cells at 2,000 genes).
+AUTO_FULL_BATCH_MAX_CELLS = 5_000
+AUTO_BATCH_SIZE = 2_048
+# Epochs of each phase for up to its reference number of cells. Above it a mini-batched epoch takes
 # proportionally more optimiser steps, so the automatic schedule (epochs = -1) shrinks the epochs in
-# proportion: every run sees about as many cells as a reference-size run, and at least
-# MIN_AUTO_EPOCHS epochs per phase.
+# proportion: a run sees about as many cells per phase as a reference-size run, and at least
+# MIN_AUTO_EPOCHS epochs. Pre-training: 60 epochs up to 20,000 cells (BENCHMARKS.md, rounds 4 and 6).
+# Joint phase: 40 epochs (chosen on full-batch inputs, one optimiser step each) up to the largest
+# automatic full batch; longer mini-batched joint phases drifted and merged types (round 19).
 DEFAULT_PRETRAIN_EPOCHS = 60
 DEFAULT_EPOCHS = 40
-EPOCH_REFERENCE_CELLS = 20_000
+PRETRAIN_REFERENCE_CELLS = 20_000
+JOINT_REFERENCE_CELLS = AUTO_FULL_BATCH_MAX_CELLS
 MIN_AUTO_EPOCHS = 2
 # The export's UMAP is fitted on at most this many cells (a random subsample); the others are placed
 # among their nearest fitted cells. A seeded UMAP lays cells out on one thread (BENCHMARKS.md, round 10).
@@ -54,11 +61,16 @@ def check_smoothing_steps(steps) -> int:
     return int(steps)
 
 
-def resolve_epochs(epochs: int, default: int, n_cells: int) -> int:
-    """-1 (automatic) gives ``default`` up to EPOCH_REFERENCE_CELLS cells, proportionally fewer above."""
+def resolve_epochs(epochs: int, phase: str, n_cells: int) -> int:
+    """-1 (automatic) gives the phase's default epochs up to its reference number of cells,
+    proportionally fewer above; a number given is kept."""
     if epochs != -1:
         return epochs
-    return max(MIN_AUTO_EPOCHS, round(default * min(1.0, EPOCH_REFERENCE_CELLS / n_cells)))
+    default, reference = {
+        "pretrain": (DEFAULT_PRETRAIN_EPOCHS, PRETRAIN_REFERENCE_CELLS),
+        "joint": (DEFAULT_EPOCHS, JOINT_REFERENCE_CELLS),
+    }[phase]
+    return max(MIN_AUTO_EPOCHS, round(default * min(1.0, reference / n_cells)))
 
 
 @dataclass

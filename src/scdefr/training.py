@@ -38,9 +38,9 @@ import torch
 from torch.nn import functional as F
 
 from .config import (
-    DEFAULT_EPOCHS,
+    AUTO_BATCH_SIZE,
+    AUTO_FULL_BATCH_MAX_CELLS,
     DEFAULT_INPUT_SCALING,
-    DEFAULT_PRETRAIN_EPOCHS,
     SCALE_CLIP,
     TrainingConfig,
     resolve_epochs,
@@ -53,10 +53,6 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "scdefr-checkpoint/1"
 PHASES = ("pretrain", "joint", "done")
-# Full-batch training up to this many cells; above it batches of AUTO_BATCH_SIZE cells. Memory is
-# dominated by cells x genes activations (ZINB terms, about 1 GB per 4,000 cells at 2,000 genes).
-AUTO_FULL_BATCH_MAX_CELLS = 5_000
-AUTO_BATCH_SIZE = 2_048
 PARTS_PER_BATCH = 4
 FLAT_PARTITION_MAX_PARTS = 128  # up to 65,536 cells in batches of 2,048 (see partition_cells)
 
@@ -344,8 +340,8 @@ class TrainingPlan:
         self.module.to(self.device)
         self.batch_size = resolve_batch_size(config.batch_size, graph.n_cells)
         self.parts = partition_cells(graph, self.batch_size, config.seed) if self.batch_size else None
-        self.pretrain_epochs = resolve_epochs(config.pretrain_epochs, DEFAULT_PRETRAIN_EPOCHS, graph.n_cells)
-        self.epochs = resolve_epochs(config.epochs, DEFAULT_EPOCHS, graph.n_cells)
+        self.pretrain_epochs = resolve_epochs(config.pretrain_epochs, "pretrain", graph.n_cells)
+        self.epochs = resolve_epochs(config.epochs, "joint", graph.n_cells)
         self._full_batch: Batch | None = None
         self._norms_match_weights = False  # encoders' BatchNorm holds every cell's statistics for the current weights
         self.checkpoint_path: str | os.PathLike | None = None

@@ -15,10 +15,11 @@ from ..config import (
     DEFAULT_N_CLUSTERS_METHOD,
     DEFAULT_PRETRAIN_EPOCHS,
     DEFAULT_SMOOTHING_STEPS,
-    EPOCH_REFERENCE_CELLS,
     GRAPH_LOSSES,
     INPUT_SCALINGS,
+    JOINT_REFERENCE_CELLS,
     N_CLUSTERS_METHODS,
+    PRETRAIN_REFERENCE_CELLS,
     SCALE_CLIP,
     ZINB_FORMS,
     TrainingConfig,
@@ -103,11 +104,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                               "(the paper's code)")
 
     training = parser.add_argument_group("train: optimisation")
-    auto_epochs = f"up to {EPOCH_REFERENCE_CELLS:,} cells, proportionally fewer above (paper: 250)"
     training.add_argument("--pretrain-epochs", type=_epochs, default="auto", metavar="{auto,N}",
-                          help=f"pre-training epochs; auto: {DEFAULT_PRETRAIN_EPOCHS} {auto_epochs}")
+                          help=f"pre-training epochs; auto: {DEFAULT_PRETRAIN_EPOCHS} up to {PRETRAIN_REFERENCE_CELLS:,} "
+                               "cells, proportionally fewer above (paper: 250)")
     training.add_argument("--epochs", type=_epochs, default="auto", metavar="{auto,N}",
-                          help=f"joint-training epochs; auto: {DEFAULT_EPOCHS} {auto_epochs}")
+                          help=f"joint-training epochs; auto: {DEFAULT_EPOCHS} up to {JOINT_REFERENCE_CELLS:,} cells, "
+                               "proportionally fewer above (paper: 250)")
     training.add_argument("--lr-pretrain", type=float, default=DEFAULTS.lr_pretrain,
                           help="Adam learning rate of pre-training (paper: 5e-5)")
     training.add_argument("--lr", type=float, default=DEFAULTS.lr,
