@@ -388,7 +388,8 @@ def test_short_default_schedule_fills_every_cluster_asked_for():
 
 
 def test_automatic_epochs_keep_the_cells_seen_above_each_phase_reference_size():
-    assert resolve_epochs(-1, "pretrain", 5_000) == 60 and resolve_epochs(-1, "pretrain", PRETRAIN_REFERENCE_CELLS) == 60
+    assert resolve_epochs(-1, "pretrain", 5_000) == 60
+    assert resolve_epochs(-1, "pretrain", PRETRAIN_REFERENCE_CELLS) == 60
     assert resolve_epochs(-1, "pretrain", 5 * PRETRAIN_REFERENCE_CELLS) == 12
     # the joint phase shrinks from the largest full batch on: 40 x 5,000 / 10,000
     assert resolve_epochs(-1, "joint", JOINT_REFERENCE_CELLS) == 40 and resolve_epochs(-1, "joint", 10_000) == 20

@@ -16,9 +16,9 @@ grouped four at a time. A batch sees the subgraph induced by its cells, re-norma
 (``D^-1/2 (A_sub + I) D^-1/2`` over the kept edges), and the global self-correlation is computed
 within the batch. The encoders' BatchNorm uses the batch's statistics in pre-training and, in the
 joint phase, statistics of every cell refreshed each epoch (those inference uses; the centres are
-fixed points in that space; the first epoch reuses the centres' pass). The DEC targets sharpen the batch's soft
-assignments with the cluster sizes of all cells (from the previous epoch), as the full-batch
-target would. Edges that cross batches are dropped for that step: that is the approximation, small
+fixed points in that space; the first epoch reuses the centres' pass). The DEC targets sharpen
+the batch's soft assignments with the cluster sizes of all cells (from the previous epoch), as
+the full-batch target would. Edges that cross batches are dropped for that step: that is the approximation, small
 when parts follow the graph's communities.
 """
 

@@ -105,8 +105,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
     training = parser.add_argument_group("train: optimisation")
     training.add_argument("--pretrain-epochs", type=_epochs, default="auto", metavar="{auto,N}",
-                          help=f"pre-training epochs; auto: {DEFAULT_PRETRAIN_EPOCHS} up to {PRETRAIN_REFERENCE_CELLS:,} "
-                               "cells, proportionally fewer above (paper: 250)")
+                          help=f"pre-training epochs; auto: {DEFAULT_PRETRAIN_EPOCHS} up to "
+                               f"{PRETRAIN_REFERENCE_CELLS:,} cells, proportionally fewer above (paper: 250)")
     training.add_argument("--epochs", type=_epochs, default="auto", metavar="{auto,N}",
                           help=f"joint-training epochs; auto: {DEFAULT_EPOCHS} up to {JOINT_REFERENCE_CELLS:,} cells, "
                                "proportionally fewer above (paper: 250)")
