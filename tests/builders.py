@@ -8,7 +8,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.neighbors import kneighbors_graph
 
-from scdefr.pp import normalized_adjacency
+from scdefr.adjacency import normalized_adjacency
 
 # Training options for make_graph_adata's cells. QUICK exercises the code paths; ACCURATE trains long
 # enough (still seconds) to recover the planted types. With so few epochs sigma=0.5 (more of the
@@ -35,3 +35,34 @@ def make_graph_adata(n_cells=240, n_genes=50, n_types=4, seed=0) -> ad.AnnData:
     adata.obs["cell_type"] = pd.Categorical([f"type{t}" for t in types])
     adata.obsp["scdefr_adjacency"] = normalized_adjacency(kneighbors_graph(x, 10, include_self=False))
     return adata
+
+
+def make_plan(graph, module=None, *, n_clusters=3, seed=0, **training):
+    """A TrainingPlan over ``graph`` whose centres come from KMeans at ``n_clusters`` (no model around it)."""
+    import torch
+
+    from scdefr.clustering import kmeans_centres
+    from scdefr.nn import SCDEFRModule
+    from scdefr.options import NetworkOptions, RuntimeOptions, TrainingOptions
+    from scdefr.plan import TrainingPlan, TrainingState
+
+    if module is None:
+        module = SCDEFRModule(graph.n_genes, graph.n_cells, NetworkOptions(hidden_dims=QUICK["hidden_dims"]))
+
+    def init_centres(embedding):
+        return (
+            *kmeans_centres(embedding, n_clusters, n_init=2, seed=seed),
+            {"n_clusters": n_clusters, "method": "given"},
+        )
+
+    return TrainingPlan(
+        module,
+        graph,
+        TrainingOptions(**training),
+        RuntimeOptions(),
+        seed,
+        torch.device("cpu"),
+        init_centres,
+        lambda: {"options": {}, "cells": ""},
+        TrainingState(),
+    )

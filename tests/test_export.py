@@ -15,6 +15,7 @@ from scdefr.errors import ScdefrError
 from scdefr.export import UMAP_NEIGHBORS_KEY, add_umap, export, output_paths, place_among_neighbours
 from scdefr.simulate import simulate_counts
 
+
 def fake_trained(n_cells=240, n_clusters=4, seed=0) -> ad.AnnData:
     """A trained AnnData with the fields 'scdefr train' writes (architecture.md), made without training:
     the embedding is a PCA of log counts and Q a Student's t kernel to k-means centres."""
@@ -32,17 +33,25 @@ def fake_trained(n_cells=240, n_clusters=4, seed=0) -> ad.AnnData:
     q /= q.sum(axis=1, keepdims=True)
     adata.obsm["X_scdefr"] = z
     adata.obsm["scdefr_soft"] = q.astype(np.float32)
-    adata.obs["scdefr_cluster"] = pd.Categorical(q.argmax(1).astype(str), categories=[str(k) for k in range(n_clusters)])
+    adata.obs["scdefr_cluster"] = pd.Categorical(
+        q.argmax(1).astype(str), categories=[str(k) for k in range(n_clusters)]
+    )
     pre, joint = np.arange(1, 11), np.arange(1, 6)
     adata.uns["scdefr"] = {
         "n_clusters": n_clusters,
         "n_clusters_choice": {"method": "given"},
         "history": {
             "pretrain": {"loss": 2.0 / pre + 1, "zinb": 1.5 / pre + 0.8, "adjacency": 0.5 / pre + 0.2},
-            "joint": {"loss": 1.3 - 0.01 * joint, "zinb": 0.9 - 0.01 * joint, "adjacency": 0.2 + 0 * joint, "kl": 0.1 / joint},
+            "joint": {
+                "loss": 1.3 - 0.01 * joint,
+                "zinb": 0.9 - 0.01 * joint,
+                "adjacency": 0.2 + 0 * joint,
+                "kl": 0.1 / joint,
+            },
         },
     }
     return adata
+
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
@@ -52,12 +61,14 @@ def exported(tmp_path_factory):
     paths = export(adata, outdir, "s1", label_key="cell_type", seed=0)
     return original, paths, outdir
 
+
 def test_every_file_is_written(exported):
     _, paths, outdir = exported
     assert set(paths) == set(output_paths(outdir, "s1"))
     for path in paths.values():
         assert path.is_file() and path.stat().st_size > 0, path
     assert not list(outdir.glob(".*.tmp")), "temporary files left behind"
+
 
 def test_clusters_table_covers_every_cell_once(exported):
     original, paths, _ = exported
@@ -69,11 +80,15 @@ def test_clusters_table_covers_every_cell_once(exported):
     np.testing.assert_allclose(table["probability"], original.obsm["scdefr_soft"].max(axis=1), rtol=1e-5)
     assert table["probability"].between(1.0 / 4, 1.0).all()
 
+
 def test_embedding_table(exported):
     original, paths, _ = exported
     table = pd.read_csv(paths["embedding"], index_col="cell_id")
     assert list(table.columns) == [f"scdefr_{i}" for i in range(1, 9)]
-    np.testing.assert_allclose(table.loc[original.obs_names].to_numpy(), original.obsm["X_scdefr"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        table.loc[original.obs_names].to_numpy(), original.obsm["X_scdefr"], rtol=1e-4, atol=1e-5
+    )
+
 
 def test_metrics_match_a_recomputation_from_the_tables(exported):
     original, paths, _ = exported
@@ -93,6 +108,7 @@ def test_metrics_match_a_recomputation_from_the_tables(exported):
     # the planted types are well separated in this fake embedding
     assert result["ari"] > 0.5
 
+
 def test_final_h5ad_keeps_everything_and_adds_umap(exported):
     original, paths, _ = exported
     final = ad.read_h5ad(paths["h5ad"])
@@ -104,11 +120,13 @@ def test_final_h5ad_keeps_everything_and_adds_umap(exported):
     assert final.uns["scdefr_export"]["ari"] == pytest.approx(json.loads(paths["metrics"].read_text())["ari"])
     assert "neighbors" not in final.uns  # the graph step's PCA neighbours are not overwritten
 
+
 def _mqc_tsv(path):
     lines = path.read_text().splitlines()
     config = yaml.safe_load("\n".join(line[2:] for line in lines if line.startswith("# ")))
     table = pd.read_csv(path, sep="\t", comment="#", index_col=0)
     return config, table
+
 
 def test_multiqc_files_parse(exported):
     _, paths, _ = exported
@@ -127,6 +145,7 @@ def test_multiqc_files_parse(exported):
         assert paths[key].name.endswith("_mqc.png")
         assert paths[key].read_bytes() == paths[key.replace("mqc_", "") + "_png"].read_bytes()
 
+
 def test_pngs_are_real_images(exported):
     _, paths, _ = exported
     for key in ("umap_png", "loss_png", "sizes_png"):
@@ -136,6 +155,7 @@ def test_pngs_are_real_images(exported):
     # two side-by-side panels when a label column is given
     assert imread(paths["umap_png"]).shape[1] > 1.5 * imread(paths["umap_png"]).shape[0]
 
+
 def test_without_labels_no_agreement_scores(tmp_path):
     adata = fake_trained(n_cells=150, n_clusters=3, seed=1)
     paths = export(adata, tmp_path, "nolabels")
@@ -143,6 +163,7 @@ def test_without_labels_no_agreement_scores(tmp_path):
     assert "ari" not in result and "label_key" not in result
     _, table = _mqc_tsv(paths["mqc_general_stats"])
     assert list(table.columns) == ["cells", "clusters", "silhouette"]
+
 
 def test_unlabelled_cells_are_left_out_of_the_scores(tmp_path):
     adata = fake_trained(n_cells=150, n_clusters=3, seed=2)
@@ -153,8 +174,11 @@ def test_unlabelled_cells_are_left_out_of_the_scores(tmp_path):
     known = adata.obs["partial"].notna().to_numpy()
     assert result["n_labelled_cells"] == 100
     assert result["ari"] == pytest.approx(
-        metrics.adjusted_rand_index(adata.obs["partial"][known].astype(str), adata.obs["scdefr_cluster"][known].astype(str))
+        metrics.adjusted_rand_index(
+            adata.obs["partial"][known].astype(str), adata.obs["scdefr_cluster"][known].astype(str)
+        )
     )
+
 
 def test_hungarian_accuracy():
     truth = np.array(["a", "a", "b", "b", "c", "c"])
@@ -162,10 +186,12 @@ def test_hungarian_accuracy():
     assert metrics.hungarian_accuracy(truth, [0, 0, 0, 0, 1, 1]) == pytest.approx(4 / 6)  # one label unmatched
     assert metrics.hungarian_accuracy(truth, [0, 1, 2, 3, 4, 5]) == pytest.approx(3 / 6)  # more clusters than labels
 
+
 def test_silhouette_undefined_for_one_cluster():
     z = np.random.default_rng(0).normal(size=(20, 3))
     assert metrics.silhouette(z, np.zeros(20)) is None
     assert -1 <= metrics.silhouette(z, np.arange(20) % 2) <= 1
+
 
 def test_missing_fields_and_labels_are_user_errors(tmp_path):
     adata = fake_trained(n_cells=100, n_clusters=2)
@@ -176,21 +202,29 @@ def test_missing_fields_and_labels_are_user_errors(tmp_path):
     with pytest.raises(ScdefrError, match="X_scdefr"):
         export(adata, tmp_path / "b", "x")
 
+
 @pytest.fixture()
 def trained_file(tmp_path):
     path = tmp_path / "s2.trained.h5ad"
     write_h5ad(fake_trained(n_cells=120, n_clusters=3, seed=3), path)
     return path
 
+
 def test_cli_export_default_prefix(trained_file, tmp_path):
     from scdefr.cli import main
 
     outdir = tmp_path / "out"
-    assert main(["export", "--input", str(trained_file), "--outdir", str(outdir), "--label-key", "cell_type", "--quiet"]) == 0
+    assert (
+        main(["export", "--input", str(trained_file), "--outdir", str(outdir), "--label-key", "cell_type", "--quiet"])
+        == 0
+    )
     assert (outdir / "s2.clusters.csv").is_file() and (outdir / "s2_mqc.tsv").is_file()
 
-@pytest.mark.parametrize("case", ["missing_input", "not_trained", "label_key_absent", "unwritable_outdir",
-                                  "umap_limit_one", "umap_limit_negative"])
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing_input", "not_trained", "label_key_absent", "unwritable_outdir", "umap_limit_one", "umap_limit_negative"],
+)
 def test_cli_export_errors_exit_2_in_one_line(case, trained_file, tmp_path, capsys):
     from scdefr.cli import main
 
@@ -295,9 +329,9 @@ def test_the_default_umap_subsample_is_searched_exactly():
     """Fitting more cells than the exact search's limit would pay pynndescent's numba compilation
     (about 45 s) in the export of every large input."""
     from scdefr import pp
-    from scdefr.config import UMAP_MAX_CELLS
+    from scdefr.options import ExportOptions
 
-    assert pp.auto_knn_method(UMAP_MAX_CELLS) == "exact"
+    assert pp.auto_knn_method(ExportOptions.umap_max_cells) == "exact"
 
 
 def test_cli_export_carries_x_and_the_counts_from_file_to_file(trained_file, tmp_path):

@@ -4,9 +4,9 @@ kernel. Skipped without a GPU (CI has none); ``benchmarks/gpu_check.sh`` runs th
 import numpy as np
 import pytest
 import torch
+from builders import ACCURATE, QUICK, make_graph_adata
 from sklearn.metrics import adjusted_rand_score
 
-from builders import ACCURATE, QUICK, make_graph_adata
 from scdefr import tl
 from scdefr.model import SCDEFR
 from scdefr.nn.layers import global_self_correlation

@@ -16,6 +16,7 @@ from scipy import sparse
 
 from scdefr import io
 from scdefr.errors import ScdefrError
+from scdefr.io._readers import _looks_genes_by_cells
 
 N_CELLS, N_GENES = 40, 30
 
@@ -238,7 +239,7 @@ def test_duplicate_gene_names_made_unique(counts, tmp_path):
     ],
 )
 def test_genes_by_cells_heuristic(rows, columns, expected):
-    assert io._looks_genes_by_cells(pd.Index(rows), pd.Index(columns)) is expected
+    assert _looks_genes_by_cells(pd.Index(rows), pd.Index(columns)) is expected
 
 
 # -- bad inputs ------------------------------------------------------------------------------
@@ -301,8 +302,9 @@ def test_non_numeric_table(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:Observation names are not unique")
 def test_duplicate_cell_ids(counts, tmp_path):
-    table = pd.DataFrame(dense(counts).astype(int), index=["AAACCTGAGCAAGTTC-1"] * counts.n_obs,
-                         columns=counts.var_names)
+    table = pd.DataFrame(
+        dense(counts).astype(int), index=["AAACCTGAGCAAGTTC-1"] * counts.n_obs, columns=counts.var_names
+    )
     table.to_csv(tmp_path / "dup.csv")
     with pytest.raises(ScdefrError, match="duplicate cell id"):
         io.read_counts(tmp_path / "dup.csv")
@@ -370,7 +372,9 @@ def test_steps_write_h5ad_compressed_as_asked_and_it_reads_back(counts, tmp_path
     path = write_h5ad(counts, tmp_path / "written.h5ad", compression=compression)
     with h5py.File(path) as handle:
         arrays = []
-        handle.visititems(lambda name, item: arrays.append(item) if isinstance(item, h5py.Dataset) and item.size > 1 else None)
+        handle.visititems(
+            lambda name, item: arrays.append(item) if isinstance(item, h5py.Dataset) and item.size > 1 else None
+        )
         assert arrays and {(item.compression, item.compression_opts) for item in arrays} == {expected}
     back = ad.read_h5ad(path)
     np.testing.assert_array_equal(dense(back), dense(counts))
@@ -398,11 +402,13 @@ def test_a_matrix_stored_as_asked_is_carried_as_stored(tmp_path, compression):
     stored.write_h5ad(tmp_path / "in.h5ad", compression="gzip", compression_opts=1)
     with h5py.File(tmp_path / "in.h5ad", "a") as handle:  # a chunking no writer would pick
         del handle["layers/counts/data"]
-        handle.create_dataset("layers/counts/data", data=matrix.data, chunks=(7,), compression="gzip",
-                              compression_opts=1)
+        handle.create_dataset(
+            "layers/counts/data", data=matrix.data, chunks=(7,), compression="gzip", compression_opts=1
+        )
     read = io.read_step_h5ad(tmp_path / "in.h5ad", leave_on_disk=("layers/counts",))
-    _files.write_h5ad(read, tmp_path / "out.h5ad", compression=compression,
-                      carry=(tmp_path / "in.h5ad", ("layers/counts",)))
+    _files.write_h5ad(
+        read, tmp_path / "out.h5ad", compression=compression, carry=(tmp_path / "in.h5ad", ("layers/counts",))
+    )
 
     assert (ad.read_h5ad(tmp_path / "out.h5ad").layers["counts"] != matrix).nnz == 0
     with h5py.File(tmp_path / "out.h5ad", "r") as handle:

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from scdefr.nn import SCDEFRModule, TAGConv, global_self_correlation, soft_assignment
+from scdefr.options import NetworkOptions
 
 
 def _normalised_adjacency(n, seed=0):
@@ -86,7 +87,7 @@ def test_soft_assignment_is_student_t_kernel():
 def test_module_forward_shapes_and_size_factors(zinb_form):
     torch.manual_seed(0)
     n, genes = 20, 9
-    module = SCDEFRModule(genes, n, hidden_dims=(16, 8, 4), zinb_form=zinb_form).eval()
+    module = SCDEFRModule(genes, n, NetworkOptions(hidden_dims=(16, 8, 4), zinb_form=zinb_form)).eval()
     x = torch.rand(n, genes)
     adjacency = _sparse(_normalised_adjacency(n))
     index = torch.arange(n)
@@ -111,7 +112,7 @@ def test_module_fusion_follows_sigma():
     """sigma = 0: the autoencoder's later layers read only the graph encoder, so its own first layer is unused."""
     torch.manual_seed(0)
     n, genes = 12, 5
-    module = SCDEFRModule(genes, n, hidden_dims=(8, 6, 3), sigma=0.0).train()
+    module = SCDEFRModule(genes, n, NetworkOptions(hidden_dims=(8, 6, 3), sigma=0.0)).train()
     adjacency = _sparse(_normalised_adjacency(n))
     out = module(torch.rand(n, genes), adjacency, torch.arange(n), torch.ones(n))
     (out.z_ae.sum() + out.z_graph.sum()).backward()

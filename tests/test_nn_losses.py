@@ -68,9 +68,7 @@ def test_edge_reconstruction_equals_dense_masked_loss():
     # the paper's loss: mask = sign(A); mean over rows of the row sums of squared masked errors
     dense = (((expit(z @ z.T) - weights) * np.sign(weights)) ** 2).sum(axis=1).mean()
     rows, cols = np.nonzero(weights)
-    got = edge_reconstruction_loss(
-        _t(z), torch.tensor(rows), torch.tensor(cols), _t(weights[rows, cols]), n_cells=n
-    )
+    got = edge_reconstruction_loss(_t(z), torch.tensor(rows), torch.tensor(cols), _t(weights[rows, cols]), n_cells=n)
     assert got.item() == pytest.approx(dense, rel=1e-6)
 
 

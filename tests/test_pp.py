@@ -11,6 +11,7 @@ import pytest
 from scipy import sparse
 
 from scdefr import pl, pp
+from scdefr.adjacency import normalized_adjacency
 from scdefr.errors import ScdefrError
 
 N_TYPES = 3
@@ -32,8 +33,9 @@ def make_counts(n_cells: int = 300, n_genes: int = 400, *, seed: int = 0, n_mito
     matrix[6:10] = 0
     matrix[6:10, 100:105] = 1
     genes = [f"Gene{i}" for i in range(n_genes - n_mito)] + [f"MT-G{i}" for i in range(n_mito)]
-    obs = pd.DataFrame({"cell_type": pd.Categorical([f"type{t}" for t in types])},
-                       index=[f"cell{i}" for i in range(n_cells)])
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical([f"type{t}" for t in types])}, index=[f"cell{i}" for i in range(n_cells)]
+    )
     return ad.AnnData(sparse.csr_matrix(matrix), obs=obs, var=pd.DataFrame(index=genes))
 
 
@@ -225,8 +227,9 @@ def test_qc_metrics_are_scanpys(counts, monkeypatch, block_cells):
         np.testing.assert_array_equal(mine.var["mt"], theirs.var["mt"])
 
 
-def scanpy_qc(adata: ad.AnnData, *, min_genes=20, min_counts=1, max_pct_mito=20.0, min_cells=3,
-              n_top_genes=2000) -> ad.AnnData:
+def scanpy_qc(
+    adata: ad.AnnData, *, min_genes=20, min_counts=1, max_pct_mito=20.0, min_cells=3, n_top_genes=2000
+) -> ad.AnnData:
     """What pp.qc computes, written with scanpy's own steps and whole-matrix copies: the reference
     the block-wise implementation must repeat."""
     import scanpy as sc
@@ -234,8 +237,9 @@ def scanpy_qc(adata: ad.AnnData, *, min_genes=20, min_counts=1, max_pct_mito=20.
     adata = adata.copy()
     scanpy_qc_metrics(adata)
     obs = adata.obs
-    keep = ((obs["n_genes"] >= min_genes) & (obs["n_counts"] >= min_counts)
-            & (obs["pct_counts_mt"] <= max_pct_mito)).to_numpy()
+    keep = (
+        (obs["n_genes"] >= min_genes) & (obs["n_counts"] >= min_counts) & (obs["pct_counts_mt"] <= max_pct_mito)
+    ).to_numpy()
     filtered = adata[keep].copy()
     filtered.X = sparse.csr_matrix(filtered.X, dtype=np.float32)
     sc.pp.filter_genes(filtered, min_cells=max(min_cells, 1))
@@ -258,7 +262,7 @@ def scanpy_qc(adata: ad.AnnData, *, min_genes=20, min_counts=1, max_pct_mito=20.
         {"n_top_genes": 200},
         {"n_top_genes": 1000},  # more than there are genes: all kept
         {"n_top_genes": 150, "min_cells": 60},  # removes genes
-        {"n_top_genes": 150, "min_genes": 0, "min_counts": 0, "max_pct_mito": None, "min_cells": 40},
+        {"n_top_genes": 150, "min_genes": 0, "min_counts": 0, "max_pct_mito": 100.0, "min_cells": 40},
     ],
 )
 def test_qc_repeats_scanpys_steps_block_by_block(counts, monkeypatch, kwargs, block_cells):
@@ -355,9 +359,10 @@ def test_neighbours_are_mostly_the_same_type(graphed):
 
 def test_duplicate_cells_keep_their_edges():
     """A zero distance (identical cells) is stored explicitly and still counts as an edge."""
-    distances = sparse.csr_matrix((np.array([0.0, 0.0, 1.0]), np.array([1, 0, 0]), np.array([0, 1, 2, 3])),
-                                  shape=(3, 3))
-    adjacency = pp.normalized_adjacency(pp.knn_binary(distances, n_neighbors=2)).toarray()
+    distances = sparse.csr_matrix(
+        (np.array([0.0, 0.0, 1.0]), np.array([1, 0, 0]), np.array([0, 1, 2, 3])), shape=(3, 3)
+    )
+    adjacency = normalized_adjacency(pp.knn_binary(distances, n_neighbors=2)).toarray()
     assert adjacency[0, 1] > 0 and adjacency[1, 0] > 0 and adjacency[2, 0] > 0
     np.testing.assert_allclose(adjacency, adjacency.T)
 
@@ -391,7 +396,7 @@ def test_n_pcs_capped_for_tiny_inputs(qced):
 
 
 def test_fewer_cells_than_neighbours(qced):
-    with pytest.raises(ScdefrError, match="only 8 cells, fewer than --n-neighbors 10"):
+    with pytest.raises(ScdefrError, match=r"only 8 cells, fewer than n_neighbors \(--n-neighbors\) 10"):
         pp.build_graph(qced[:8].copy(), n_neighbors=10)
 
 
@@ -506,7 +511,8 @@ def test_highly_variable_genes_of_a_published_dataset_are_scanpys():
 
 def test_no_variable_gene_is_a_user_error():
     """Every gene constant across the kept cells: no dispersion to rank, a one-line error."""
-    flat = ad.AnnData(sparse.csr_matrix(np.ones((60, 40), dtype=np.float32)),
-                      var=pd.DataFrame(index=[f"Gene{i}" for i in range(40)]))
+    flat = ad.AnnData(
+        sparse.csr_matrix(np.ones((60, 40), dtype=np.float32)), var=pd.DataFrame(index=[f"Gene{i}" for i in range(40)])
+    )
     with pytest.raises(ScdefrError, match="no gene varies across the kept cells"):
         pp.qc(flat, min_genes=1, n_top_genes=10)

@@ -1,8 +1,10 @@
 """``scdefr run``: the whole chain on one machine, in the pipeline's output layout."""
 
 import json
+from functools import partial
 
 import anndata as ad
+import h5py
 import pandas as pd
 import pytest
 
@@ -11,8 +13,22 @@ from scdefr.cli import main
 from scdefr.runner import STEPS, default_sample_name, layout
 from scdefr.simulate import simulate_counts
 
-FAST = ["--pretrain-epochs", "3", "--epochs", "2", "--hidden-dims", "32,8", "--n-pcs", "10",
-        "--n-top-genes", "150", "--kmeans-n-init", "2", "--quiet"]
+FAST = [
+    "--pretrain-epochs",
+    "3",
+    "--epochs",
+    "2",
+    "--hidden-dims",
+    "32,8",
+    "--n-pcs",
+    "10",
+    "--n-top-genes",
+    "150",
+    "--kmeans-n-init",
+    "2",
+    "--quiet",
+]
+
 
 @pytest.fixture(scope="module")
 def counts_file(tmp_path_factory):
@@ -20,13 +36,29 @@ def counts_file(tmp_path_factory):
     write_h5ad(simulate_counts(n_cells=300, n_genes=200, n_clusters=3, seed=0), path)
     return path
 
+
 @pytest.fixture(scope="module")
 def run_outdir(counts_file, tmp_path_factory):
     outdir = tmp_path_factory.mktemp("results")
-    code = main(["run", "--input", str(counts_file), "--outdir", str(outdir), "--n-clusters", "3",
-                 "--label-key", "cell_type", "--seed", "1", *FAST])
+    code = main(
+        [
+            "run",
+            "--input",
+            str(counts_file),
+            "--outdir",
+            str(outdir),
+            "--n-clusters",
+            "3",
+            "--label-key",
+            "cell_type",
+            "--seed",
+            "1",
+            *FAST,
+        ]
+    )
     assert code == 0
     return outdir
+
 
 @pytest.mark.slow
 def test_run_produces_the_whole_layout(run_outdir):
@@ -35,13 +67,24 @@ def test_run_produces_the_whole_layout(run_outdir):
         "qc": ["tiny.qc.h5ad", "tiny.qc_summary.json", "tiny.qc.png"],
         "graph": ["tiny.graph.h5ad"],
         "train": ["tiny.trained.h5ad", "tiny.model.pt"],
-        "export": ["tiny.h5ad", "tiny.clusters.csv", "tiny.embedding.csv", "tiny.metrics.json", "tiny.umap.png",
-                   "tiny.loss.png", "tiny.cluster_sizes.png", "tiny_mqc.tsv", "tiny_cluster_sizes_mqc.tsv",
-                   "tiny_umap_mqc.png", "tiny_loss_mqc.png"],
+        "export": [
+            "tiny.h5ad",
+            "tiny.clusters.csv",
+            "tiny.embedding.csv",
+            "tiny.metrics.json",
+            "tiny.umap.png",
+            "tiny.loss.png",
+            "tiny.cluster_sizes.png",
+            "tiny_mqc.tsv",
+            "tiny_cluster_sizes_mqc.tsv",
+            "tiny_umap_mqc.png",
+            "tiny_loss_mqc.png",
+        ],
     }
     assert sorted(p.name for p in root.iterdir()) == sorted(STEPS)
     for step, names in expected.items():
         assert sorted(p.name for p in (root / step).iterdir()) == sorted(names), step
+
 
 @pytest.mark.slow
 def test_run_results_are_consistent_across_steps(run_outdir):
@@ -61,24 +104,74 @@ def test_run_results_are_consistent_across_steps(run_outdir):
     assert "counts" in final.layers and "scdefr_adjacency" in final.obsp
     assert 0.0 <= result["accuracy"] <= 1.0 and "ari" in result
 
+
 @pytest.mark.slow
 def test_runner_matches_the_separate_steps(run_outdir, counts_file, tmp_path):
     """Calling the four commands one by one (as the pipeline does) gives the same clusters, here with
     uncompressed files, which every step writes when asked."""
-    import h5py
 
     step_dir = tmp_path / "steps"
-    opts = {"qc": ["--n-top-genes", "150"], "graph": ["--n-pcs", "10"],
-            "train": ["--n-clusters", "3", "--pretrain-epochs", "3", "--epochs", "2", "--hidden-dims", "32,8",
-                      "--kmeans-n-init", "2"]}
+    opts = {
+        "qc": ["--n-top-genes", "150"],
+        "graph": ["--n-pcs", "10"],
+        "train": [
+            "--n-clusters",
+            "3",
+            "--pretrain-epochs",
+            "3",
+            "--epochs",
+            "2",
+            "--hidden-dims",
+            "32,8",
+            "--kmeans-n-init",
+            "2",
+        ],
+    }
     common = ["--seed", "1", "--quiet", "--compression", "none"]
     assert main(["qc", "--input", str(counts_file), "--output", str(step_dir / "s.qc.h5ad"), *opts["qc"], *common]) == 0
-    assert main(["graph", "--input", str(step_dir / "s.qc.h5ad"), "--output", str(step_dir / "s.graph.h5ad"),
-                 *opts["graph"], *common]) == 0
-    assert main(["train", "--input", str(step_dir / "s.graph.h5ad"), "--output", str(step_dir / "s.trained.h5ad"),
-                 *opts["train"], *common]) == 0
-    assert main(["export", "--input", str(step_dir / "s.trained.h5ad"), "--outdir", str(step_dir / "export"),
-                 "--label-key", "cell_type", *common]) == 0
+    assert (
+        main(
+            [
+                "graph",
+                "--input",
+                str(step_dir / "s.qc.h5ad"),
+                "--output",
+                str(step_dir / "s.graph.h5ad"),
+                *opts["graph"],
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--input",
+                str(step_dir / "s.graph.h5ad"),
+                "--output",
+                str(step_dir / "s.trained.h5ad"),
+                *opts["train"],
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "export",
+                "--input",
+                str(step_dir / "s.trained.h5ad"),
+                "--outdir",
+                str(step_dir / "export"),
+                "--label-key",
+                "cell_type",
+                *common,
+            ]
+        )
+        == 0
+    )
     separate = pd.read_csv(step_dir / "export" / "s.clusters.csv", dtype={"cluster": str})
     together = pd.read_csv(run_outdir / "tiny" / "export" / "tiny.clusters.csv", dtype={"cluster": str})
     # Same cells and clusters; probabilities to float32 precision (thread pools sized by earlier
@@ -87,8 +180,14 @@ def test_runner_matches_the_separate_steps(run_outdir, counts_file, tmp_path):
     for written in ("s.qc.h5ad", "s.graph.h5ad", "s.trained.h5ad", "export/s.h5ad"):
         with h5py.File(step_dir / written) as handle:
             compressions = set()
-            handle.visititems(lambda name, item: compressions.add(item.compression) if isinstance(item, h5py.Dataset) else None)
+            handle.visititems(partial(_add_compression, compressions))
         assert compressions == {None}, written
+
+
+def _add_compression(compressions: set, name: str, item) -> None:
+    if isinstance(item, h5py.Dataset):
+        compressions.add(item.compression)
+
 
 def test_default_sample_name_and_layout(tmp_path):
     assert default_sample_name("data/pbmc3k.h5ad") == "pbmc3k"
@@ -96,16 +195,40 @@ def test_default_sample_name_and_layout(tmp_path):
     assert default_sample_name("filtered_feature_bc_matrix") == "filtered_feature_bc_matrix"
     assert layout(tmp_path, "s")["train"] == tmp_path / "s" / "train"
 
+
 def test_run_accepts_every_step_option():
     from scdefr.cli import build_parser
 
-    args = build_parser().parse_args(["run", "--input", "x", "--outdir", "o", "--min-genes", "5", "--n-neighbors", "7",
-                                      "--epochs", "4", "--label-key", "cell_type", "--seed", "3",
-                                      "--umap-max-cells", "500", "--compression", "none"])
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--input",
+            "x",
+            "--outdir",
+            "o",
+            "--min-genes",
+            "5",
+            "--n-neighbors",
+            "7",
+            "--epochs",
+            "4",
+            "--label-key",
+            "cell_type",
+            "--seed",
+            "3",
+            "--umap-max-cells",
+            "500",
+            "--compression",
+            "none",
+        ]
+    )
     assert (args.min_genes, args.n_neighbors, args.epochs, args.label_key, args.seed) == (5, 7, 4, "cell_type", 3)
     assert (args.umap_max_cells, args.compression) == (500, "none")
 
-@pytest.mark.parametrize("case", ["missing_input", "bad_sample_name", "not_counts", "outdir_is_a_file", "label_key_absent"])
+
+@pytest.mark.parametrize(
+    "case", ["missing_input", "bad_sample_name", "not_counts", "outdir_is_a_file", "label_key_absent"]
+)
 def test_run_bad_input_exits_2_in_one_line(case, counts_file, tmp_path, capsys):
     outdir = tmp_path / "out"
     argv = ["run", "--input", str(counts_file), "--outdir", str(outdir), *FAST]

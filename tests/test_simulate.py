@@ -11,9 +11,11 @@ import scipy.sparse as sp
 from scdefr.errors import ScdefrError
 from scdefr.simulate import simulate_counts
 
+
 @pytest.fixture(scope="module")
 def small():
     return simulate_counts(n_cells=300, n_genes=150, n_clusters=4, seed=3)
+
 
 def test_shapes_names_and_labels(small):
     assert small.shape == (300, 150)
@@ -26,6 +28,7 @@ def test_shapes_names_and_labels(small):
     assert labels.value_counts().min() > 0
     # every type has its own markers
     assert set(small.var["marker_of"]) - {""} == set(labels.cat.categories)
+
 
 def test_counts_are_sparse_nonnegative_integers(small):
     X = small.X
@@ -41,10 +44,12 @@ def test_counts_are_sparse_nonnegative_integers(small):
     if damaged.any():
         assert mito_share[damaged].mean() > 2 * mito_share[~damaged].mean()
 
+
 def test_library_sizes_vary_lognormally(small):
     totals = np.asarray(small.X.sum(axis=1)).ravel()
     sd_log = np.log(totals[~small.obs["damaged"].to_numpy()]).std()
     assert 0.2 < sd_log < 0.8
+
 
 def test_markers_differ_between_types(small):
     """A type's marker genes change more between it and the other cells than the other genes do."""
@@ -55,12 +60,14 @@ def test_markers_differ_between_types(small):
         change = np.abs(np.log((X[labels == name].mean(0) + 0.1) / (X[labels != name].mean(0) + 0.1)))
         assert np.median(change[marker_of == name]) > 2 * np.median(change[marker_of == ""]), name
 
+
 def test_reproducible_by_seed(small):
     again = simulate_counts(n_cells=300, n_genes=150, n_clusters=4, seed=3)
     other = simulate_counts(n_cells=300, n_genes=150, n_clusters=4, seed=4)
     assert (small.X != again.X).nnz == 0
     assert (small.obs["cell_type"] == again.obs["cell_type"]).all()
     assert (small.X != other.X).nnz > 0
+
 
 def test_spans_several_chunks():
     """More cells than one chunk: rows stay in order and every row is filled."""
@@ -69,15 +76,24 @@ def test_spans_several_chunks():
     assert np.diff(adata.X.indptr).min() > 0
     assert adata.X.has_sorted_indices or adata.X.sorted_indices().nnz == adata.X.nnz
 
+
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(n_cells=0), dict(n_genes=0), dict(n_clusters=0), dict(n_clusters=11, n_cells=10),
-     dict(library_size=0), dict(damaged_fraction=1.5), dict(n_genes=13)],
+    [
+        dict(n_cells=0),
+        dict(n_genes=0),
+        dict(n_clusters=0),
+        dict(n_clusters=11, n_cells=10),
+        dict(library_size=0),
+        dict(damaged_fraction=1.5),
+        dict(n_genes=13),
+    ],
 )
 def test_impossible_parameters(kwargs):
     params = dict(n_cells=10, n_genes=50, n_clusters=2) | kwargs
     with pytest.raises(ScdefrError):
         simulate_counts(**params)
+
 
 MEMORY_PROBE = """
 import json, resource
@@ -87,6 +103,7 @@ X = simulate_counts(n_cells=200_000, n_genes=200, n_clusters=6, seed=1).X
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"growth": (after - before) * 1024, "sparse": X.data.nbytes + X.indices.nbytes + X.indptr.nbytes}))
 """
+
 
 @pytest.mark.slow
 def test_memory_stays_near_the_sparse_result():
@@ -98,18 +115,37 @@ def test_memory_stays_near_the_sparse_result():
     measured = json.loads(out.stdout.strip().splitlines()[-1])
     assert measured["growth"] < measured["sparse"] + 150 * 2**20, measured
 
+
 def test_cli_writes_h5ad(tmp_path):
     import anndata as ad
 
     from scdefr.cli import main
 
     out = tmp_path / "sim.h5ad"
-    assert main(["simulate", "--n-cells", "120", "--n-genes", "60", "--n-clusters", "3", "--seed", "2",
-                 "--output", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--n-cells",
+                "120",
+                "--n-genes",
+                "60",
+                "--n-clusters",
+                "3",
+                "--seed",
+                "2",
+                "--output",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     adata = ad.read_h5ad(out)
     assert adata.shape == (120, 60) and adata.obs["cell_type"].nunique() == 3
     assert (adata.X != simulate_counts(120, 60, 3, seed=2).X).nnz == 0
     assert not list(tmp_path.glob(".*.tmp"))
+
 
 def test_cli_bad_parameters_exit_2(tmp_path, capsys):
     from scdefr.cli import main
@@ -151,8 +187,29 @@ def test_cli_parts_concatenate_the_slices(tmp_path):
     from scdefr.cli import main
 
     out = tmp_path / "sim.h5ad"
-    assert main(["simulate", "--n-cells", "150", "--n-genes", "60", "--n-clusters", "3", "--seed", "2",
-                 "--parts", "3", "--threads", "2", "--output", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--n-cells",
+                "150",
+                "--n-genes",
+                "60",
+                "--n-clusters",
+                "3",
+                "--seed",
+                "2",
+                "--parts",
+                "3",
+                "--threads",
+                "2",
+                "--output",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     adata = ad.read_h5ad(out)
     expected = sp.vstack([simulate_counts(150, 60, 3, seed=2, part=(i, 3)).X for i in range(3)])
     assert (adata.X != expected).nnz == 0
@@ -169,7 +226,11 @@ def test_cli_unwritable_output_folder_is_one_line(parts, capsys):
     line and exit 2, for the single write and for the parts' scratch folder."""
     from scdefr.cli import main
 
-    assert main(["simulate", "--n-cells", "50", "--parts", parts, "--threads", "2", "--output", "/proc/sim.h5ad",
-                 "--quiet"]) == 2
+    assert (
+        main(
+            ["simulate", "--n-cells", "50", "--parts", parts, "--threads", "2", "--output", "/proc/sim.h5ad", "--quiet"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("scdefr simulate: error:") and "/proc" in err and "\n" not in err

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .errors import ScdefrError
+from .options import CommonOptions
 
 
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
@@ -66,12 +67,9 @@ def _current_umask() -> int:
     return mask
 
 
-# How every step compresses the h5ad it writes. gzip at level 1: at 100,000 cells 30% faster to write
-# than h5py's default level 4, for files 16% larger (BENCHMARKS.md, round 9); none: about ten times
-# faster than that, for files three times larger (round 10).
+# How --compression maps to h5py: gzip at level 1 writes faster than h5py's default level 4 for
+# slightly larger files; none is about ten times faster again for files three times larger (benchmarks/write_cost.py).
 _COMPRESSION_OPTIONS = {"gzip": {"compression": "gzip", "compression_opts": 1}, "none": {"compression": None}}
-H5AD_COMPRESSIONS = tuple(_COMPRESSION_OPTIONS)
-DEFAULT_H5AD_COMPRESSION = "gzip"
 
 
 def check_compression(compression: str) -> None:
@@ -81,10 +79,12 @@ def check_compression(compression: str) -> None:
 
 
 def write_h5ad(
-    adata, path: str | os.PathLike, compression: str = DEFAULT_H5AD_COMPRESSION,
+    adata,
+    path: str | os.PathLike,
+    compression: str = CommonOptions.compression,
     carry: tuple[str | os.PathLike, Sequence[str]] | None = None,
 ) -> Path:
-    """Write an AnnData atomically, compressed as ``compression`` says (one of :data:`H5AD_COMPRESSIONS`).
+    """Write an AnnData atomically, compressed as ``compression`` says (``--compression``: gzip or none).
 
     ``carry = (source, elements)`` copies those elements of the h5ad ``source`` (e.g. ``'X'``,
     ``'layers/counts'``) into the new file: a step that does not use a matrix reads its input
@@ -103,8 +103,9 @@ def write_h5ad(
                 for element in elements:
                     if element in read:
                         parent, _, name = element.rpartition("/")
-                        _copy_element(read[element], written.require_group(parent) if parent else written, name,
-                                      options)
+                        _copy_element(
+                            read[element], written.require_group(parent) if parent else written, name, options
+                        )
     return Path(path)
 
 
@@ -134,7 +135,7 @@ def _copy_element(source, parent, name: str, options: dict) -> None:
         target = parent.create_dataset(name, shape=source.shape, dtype=source.dtype, **options)
         rows = max(1, COPY_ELEMENTS // math.prod(source.shape[1:]))
         for start in range(0, source.shape[0], rows):
-            target[start:start + rows] = source[start:start + rows]
+            target[start : start + rows] = source[start : start + rows]
     for key, value in source.attrs.items():
         target.attrs[key] = value
 
@@ -146,9 +147,11 @@ def _stored_as(element, options: dict) -> bool:
 
     if isinstance(element, h5py.Group):
         return all(_stored_as(child, options) for child in element.values())
-    return (element.compression == options["compression"]
-            and element.compression_opts == options.get("compression_opts")
-            and not (element.shuffle or element.fletcher32 or element.scaleoffset is not None))
+    return (
+        element.compression == options["compression"]
+        and element.compression_opts == options.get("compression_opts")
+        and not (element.shuffle or element.fletcher32 or element.scaleoffset is not None)
+    )
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:

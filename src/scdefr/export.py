@@ -24,16 +24,9 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from ._files import (
-    DEFAULT_H5AD_COMPRESSION,
-    atomic_path,
-    check_compression,
-    ensure_writable_dir,
-    write_h5ad,
-    write_text,
-)
-from .config import UMAP_MAX_CELLS
+from ._files import atomic_path, check_compression, ensure_writable_dir, write_h5ad, write_text
 from .errors import ScdefrError
+from .options import CommonOptions, ExportOptions
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +42,9 @@ def check_trained(adata, label_key: str | None = None) -> None:
     """Raise :class:`ScdefrError` unless ``adata`` has what ``scdefr train`` writes (and ``label_key``)."""
     missing = [f"{slot}['{key}']" for slot, keys in REQUIRED.items() for key in keys if key not in getattr(adata, slot)]
     if missing:
-        raise ScdefrError(f"input is not a trained scDEFR file (missing {', '.join(missing)}): run 'scdefr train' first")
+        raise ScdefrError(
+            f"input is not a trained scDEFR file (missing {', '.join(missing)}): run 'scdefr train' first"
+        )
     if adata.n_obs == 0:
         raise ScdefrError("input has no cells")
     soft = np.asarray(adata.obsm["scdefr_soft"])
@@ -60,23 +55,22 @@ def check_trained(adata, label_key: str | None = None) -> None:
         raise ScdefrError(f"label column {label_key!r} is not in the input's obs (columns: {columns})")
 
 
-def add_umap(adata, *, seed: int = 0, n_neighbors: int = 15, max_cells: int | None = UMAP_MAX_CELLS) -> None:
+def add_umap(adata, *, seed: int = 0, n_neighbors: int = 15, max_cells: int = ExportOptions.umap_max_cells) -> None:
     """UMAP of the scDEFR embedding into ``obsm['X_umap']``.
 
     Its kNN graph is kept under its own key so the graph step's PCA neighbours stay untouched. It is
     searched exactly up to the graph step's limit (scanpy would switch to pynndescent from 8,192
     cells, and pay its numba compilation again).
 
-    Above ``max_cells`` cells (``None``: no limit) the layout is fitted on a random subsample of
+    Above ``max_cells`` cells (0: no limit) the layout is fitted on a random subsample of
     ``max_cells`` cells and every other cell is placed among its nearest fitted cells: a seeded UMAP
-    lays cells out on one thread, and its time grows faster than the cells (2.6 min for 98,714 cells,
-    4.9 min for 200,000 on the benchmark machine; BENCHMARKS.md, round 10). ``uns['scdefr_umap']``
-    says how many cells were fitted.
+    lays cells out on one thread, and its time grows faster than the cells (benchmarks/umap_cost.py).
+    ``uns['scdefr_umap']`` says how many cells were fitted.
     """
     n_cells = adata.n_obs
-    if max_cells is not None and max_cells < 2:
+    if max_cells == 1 or max_cells < 0:
         raise ScdefrError(f"the UMAP needs at least 2 fitted cells, got a limit of {max_cells}")
-    if max_cells is None or n_cells <= max_cells:
+    if not max_cells or n_cells <= max_cells:
         _fit_umap(adata, seed=seed, n_neighbors=n_neighbors)
         adata.uns["scdefr_umap"] = {"n_fitted": n_cells, "n_placed": 0}
         return
@@ -85,16 +79,20 @@ def add_umap(adata, *, seed: int = 0, n_neighbors: int = 15, max_cells: int | No
 
     embedding = np.asarray(adata.obsm["X_scdefr"], dtype=np.float32)
 
-    logger.info("UMAP fitted on %d random cells of %d; the others are placed among their nearest fitted cells",
-                max_cells, n_cells)
+    logger.info(
+        "UMAP fitted on %d random cells of %d; the others are placed among their nearest fitted cells",
+        max_cells,
+        n_cells,
+    )
     fitted = np.sort(np.random.default_rng(seed).choice(n_cells, size=max_cells, replace=False))
     placed = np.setdiff1d(np.arange(n_cells), fitted)
     subsample = anndata.AnnData(obs=pd.DataFrame(index=adata.obs_names[fitted]), obsm={"X_scdefr": embedding[fitted]})
     _fit_umap(subsample, seed=seed, n_neighbors=n_neighbors)
     coordinates = np.empty((n_cells, 2), dtype=np.float32)
     coordinates[fitted] = subsample.obsm["X_umap"]
-    coordinates[placed] = place_among_neighbours(embedding[fitted], subsample.obsm["X_umap"], embedding[placed],
-                                                 n_neighbors=min(n_neighbors, max_cells))
+    coordinates[placed] = place_among_neighbours(
+        embedding[fitted], subsample.obsm["X_umap"], embedding[placed], n_neighbors=min(n_neighbors, max_cells)
+    )
     adata.obsm["X_umap"] = coordinates
     adata.uns["umap"] = subsample.uns["umap"]
     adata.uns["scdefr_umap"] = {"n_fitted": int(max_cells), "n_placed": int(len(placed))}
@@ -106,8 +104,14 @@ def _fit_umap(adata, *, seed: int, n_neighbors: int) -> None:
     from .pp import KNN_TRANSFORMERS, auto_knn_method
 
     n_neighbors = int(min(n_neighbors, max(2, adata.n_obs - 1)))
-    sc.pp.neighbors(adata, n_neighbors=n_neighbors, use_rep="X_scdefr", key_added=UMAP_NEIGHBORS_KEY,
-                    transformer=KNN_TRANSFORMERS[auto_knn_method(adata.n_obs)], random_state=seed)
+    sc.pp.neighbors(
+        adata,
+        n_neighbors=n_neighbors,
+        use_rep="X_scdefr",
+        key_added=UMAP_NEIGHBORS_KEY,
+        transformer=KNN_TRANSFORMERS[auto_knn_method(adata.n_obs)],
+        random_state=seed,
+    )
     sc.tl.umap(adata, neighbors_key=UMAP_NEIGHBORS_KEY, random_state=seed)
 
 
@@ -187,7 +191,12 @@ def multiqc_general_stats(sample: str, result: dict) -> str:
     }
     values = {"cells": result["n_cells"], "clusters": result["n_clusters"], "silhouette": result["silhouette"]}
     if "ari" in result:
-        columns["ari"] = ("ARI", f"Adjusted Rand index against '{result['label_key']}' (evaluation only)", "{:,.3f}", "RdYlGn")
+        columns["ari"] = (
+            "ARI",
+            f"Adjusted Rand index against '{result['label_key']}' (evaluation only)",
+            "{:,.3f}",
+            "RdYlGn",
+        )
         columns["nmi"] = ("NMI", f"Normalised mutual information against '{result['label_key']}'", "{:,.3f}", "RdYlGn")
         values["ari"], values["nmi"] = result["ari"], result["nmi"]
     header = [
@@ -241,9 +250,17 @@ def output_paths(outdir: str | os.PathLike, prefix: str) -> dict[str, Path]:
     }
 
 
-def export(adata, outdir: str | os.PathLike, prefix: str, *, label_key: str | None = None, seed: int = 0,
-           umap_max_cells: int | None = UMAP_MAX_CELLS, compression: str = DEFAULT_H5AD_COMPRESSION,
-           carry: tuple[str | os.PathLike, tuple[str, ...]] | None = None) -> dict[str, Path]:
+def export(
+    adata,
+    outdir: str | os.PathLike,
+    prefix: str,
+    *,
+    label_key: str | None = None,
+    seed: int = 0,
+    umap_max_cells: int = ExportOptions.umap_max_cells,
+    compression: str = CommonOptions.compression,
+    carry: tuple[str | os.PathLike, tuple[str, ...]] | None = None,
+) -> dict[str, Path]:
     """Write every export file for one sample; returns their paths by role (see :func:`output_paths`).
 
     ``adata`` gains ``obsm['X_umap']`` (see :func:`add_umap` for ``umap_max_cells``) and
@@ -263,9 +280,14 @@ def export(adata, outdir: str | os.PathLike, prefix: str, *, label_key: str | No
     paths = output_paths(outdir, prefix)
 
     result = compute_metrics(adata, label_key, seed=seed)
-    logger.info("%s: %d cells in %d clusters, silhouette %s%s", prefix, result["n_cells"], result["n_clusters"],
-                _number(result["silhouette"]),
-                f", ARI {result['ari']:.3f}, NMI {result['nmi']:.3f}, accuracy {result['accuracy']:.3f}" if label_key else "")
+    logger.info(
+        "%s: %d cells in %d clusters, silhouette %s%s",
+        prefix,
+        result["n_cells"],
+        result["n_clusters"],
+        _number(result["silhouette"]),
+        f", ARI {result['ari']:.3f}, NMI {result['nmi']:.3f}, accuracy {result['accuracy']:.3f}" if label_key else "",
+    )
     logger.info("%s: UMAP of the scDEFR embedding", prefix)
     add_umap(adata, seed=seed, max_cells=umap_max_cells)
 

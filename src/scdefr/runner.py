@@ -28,7 +28,7 @@ INPUT_SUFFIXES = (".gz", ".h5ad", ".h5", ".hdf5", ".csv", ".tsv", ".txt", ".mtx"
 
 
 def step_module(step: str):
-    """The command-line module of a step (``scdefr.cli.<step>``): add_io_arguments, add_options, main."""
+    """The command-line module of a step (``scdefr.cli.<step>``): HELP, add_io_arguments, main."""
     return importlib.import_module(f"scdefr.cli.{step}")
 
 
@@ -36,7 +36,9 @@ def default_sample_name(path: str | Path) -> str:
     """The input's name without its data suffixes: ``pbmc.h5ad`` -> ``pbmc``, ``counts.csv.gz`` -> ``counts``."""
     name = Path(path).name
     while True:
-        stripped = next((name[: -len(s)] for s in INPUT_SUFFIXES if name.lower().endswith(s) and len(name) > len(s)), name)
+        stripped = next(
+            (name[: -len(s)] for s in INPUT_SUFFIXES if name.lower().endswith(s) and len(name) > len(s)), name
+        )
         if stripped == name:
             return name
         name = stripped
@@ -53,11 +55,28 @@ def step_io(step: str, input_path: str | Path, folders: dict[str, Path], sample:
     if step == "qc":
         return ["--input", str(input_path), "--output", str(folders["qc"] / f"{sample}.qc.h5ad")]
     if step == "graph":
-        return ["--input", str(folders["qc"] / f"{sample}.qc.h5ad"), "--output", str(folders["graph"] / f"{sample}.graph.h5ad")]
+        return [
+            "--input",
+            str(folders["qc"] / f"{sample}.qc.h5ad"),
+            "--output",
+            str(folders["graph"] / f"{sample}.graph.h5ad"),
+        ]
     if step == "train":  # the model goes beside the output (S.model.pt) unless --model-out says otherwise
-        return ["--input", str(folders["graph"] / f"{sample}.graph.h5ad"), "--output", str(folders["train"] / f"{sample}.trained.h5ad")]
+        return [
+            "--input",
+            str(folders["graph"] / f"{sample}.graph.h5ad"),
+            "--output",
+            str(folders["train"] / f"{sample}.trained.h5ad"),
+        ]
     if step == "export":
-        return ["--input", str(folders["train"] / f"{sample}.trained.h5ad"), "--outdir", str(folders["export"]), "--prefix", sample]
+        return [
+            "--input",
+            str(folders["train"] / f"{sample}.trained.h5ad"),
+            "--outdir",
+            str(folders["export"]),
+            "--prefix",
+            sample,
+        ]
     raise ValueError(step)
 
 
@@ -79,7 +98,9 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
         raise ScdefrError(f"input not found: {input_path}")
     sample = args.sample or default_sample_name(input_path)
     if not SAMPLE_NAME.match(sample):
-        raise ScdefrError(f"sample name {sample!r} must start with a letter or digit and use only letters, digits, '.', '_', '-'")
+        raise ScdefrError(
+            f"sample name {sample!r} must start with a letter or digit and use only letters, digits, '.', '_', '-'"
+        )
     folders = layout(args.outdir, sample)
     ensure_writable_dir(Path(args.outdir) / sample)
 
@@ -96,7 +117,10 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
             _check_label_column(folders["qc"] / f"{sample}.qc.h5ad", getattr(args, "label_key", None))
     logger.info(
         "[%s] finished in %.1f s (%s); results in %s",
-        sample, time.perf_counter() - started, ", ".join(f"{s} {t:.1f} s" for s, t in timings.items()), folders["export"],
+        sample,
+        time.perf_counter() - started,
+        ", ".join(f"{s} {t:.1f} s" for s, t in timings.items()),
+        folders["export"],
     )
     return folders
 
@@ -113,4 +137,6 @@ def _check_label_column(qc_output: Path, label_key: str | None) -> None:
     with h5py.File(qc_output, "r") as handle:
         columns = set(handle["obs"].keys())
     if label_key not in columns:
-        raise ScdefrError(f"label column {label_key!r} is not in the input's obs (columns: {', '.join(sorted(columns - {'_index'}))})")
+        raise ScdefrError(
+            f"label column {label_key!r} is not in the input's obs (columns: {', '.join(sorted(columns - {'_index'}))})"
+        )

@@ -29,8 +29,19 @@ logger = logging.getLogger(__name__)
 
 # The 13 protein-coding genes of the human mitochondrial genome.
 MITO_GENES = (
-    "MT-ND1", "MT-ND2", "MT-CO1", "MT-CO2", "MT-ATP8", "MT-ATP6", "MT-CO3",
-    "MT-ND3", "MT-ND4L", "MT-ND4", "MT-ND5", "MT-ND6", "MT-CYB",
+    "MT-ND1",
+    "MT-ND2",
+    "MT-CO1",
+    "MT-CO2",
+    "MT-ATP8",
+    "MT-ATP6",
+    "MT-CO3",
+    "MT-ND3",
+    "MT-ND4L",
+    "MT-ND4",
+    "MT-ND5",
+    "MT-ND6",
+    "MT-CYB",
 )
 # Dense values generated at once per chunk; bounds the working memory (a few arrays of this size).
 _CHUNK_ENTRIES = 1_000_000
@@ -55,7 +66,7 @@ def simulate_counts(
     damaged_fraction: float = 0.02,
     imbalance: float = 0.5,
     part: tuple[int, int] | None = None,
-) -> "anndata.AnnData":  # noqa: F821 - anndata is imported lazily below
+) -> anndata.AnnData:  # noqa: F821 - anndata is imported lazily below
     """Simulate a cells x genes UMI count matrix with ``n_clusters`` planted cell types.
 
     Parameters
@@ -139,7 +150,9 @@ def simulate_counts(
         stop = min(start + chunk, last)
         mu = np.empty((stop - start, n_genes))
         mu[:, :n_mito] = (library[start:stop] * mito_share[start:stop])[:, None] * mito_profile
-        mu[:, n_mito:] = (library[start:stop] * (1.0 - mito_share[start:stop]))[:, None] * profiles[cell_type[start:stop]]
+        mu[:, n_mito:] = (library[start:stop] * (1.0 - mito_share[start:stop]))[:, None] * profiles[
+            cell_type[start:stop]
+        ]
         counts = _zinb(count_rng, mu, inverse_dispersion, dropout_midpoint, dropout_max)
         rows.append(counts)
         del mu, counts
@@ -150,8 +163,9 @@ def simulate_counts(
     width = len(str(n_cells))
     obs = pd.DataFrame(
         {
-            "cell_type": pd.Categorical.from_codes(cell_type[first:last],
-                                                   categories=[_type_name(k) for k in range(n_clusters)]),
+            "cell_type": pd.Categorical.from_codes(
+                cell_type[first:last], categories=[_type_name(k) for k in range(n_clusters)]
+            ),
             "damaged": damaged[first:last],
         },
         index=[f"cell_{i:0{width}d}" for i in range(first + 1, last + 1)],
@@ -160,18 +174,31 @@ def simulate_counts(
     names = list(MITO_GENES[:n_mito]) + [f"gene_{i:0{gene_width}d}" for i in range(1, n_other + 1)]
     var = pd.DataFrame({"marker_of": pd.Categorical(marker_of.astype(str))}, index=names)
     params = {
-        "n_cells": n_cells, "n_genes": n_genes, "n_clusters": n_clusters, "seed": seed,
-        "marker_fraction": marker_fraction, "marker_log_fold_change": marker_log_fold_change,
-        "down_fraction": down_fraction, "library_size": library_size,
-        "library_size_sdlog": library_size_sdlog, "dispersion": dispersion,
-        "dropout_midpoint": dropout_midpoint, "dropout_max": dropout_max, "n_mito": n_mito,
-        "mito_fraction": mito_fraction, "damaged_fraction": damaged_fraction, "imbalance": imbalance,
+        "n_cells": n_cells,
+        "n_genes": n_genes,
+        "n_clusters": n_clusters,
+        "seed": seed,
+        "marker_fraction": marker_fraction,
+        "marker_log_fold_change": marker_log_fold_change,
+        "down_fraction": down_fraction,
+        "library_size": library_size,
+        "library_size_sdlog": library_size_sdlog,
+        "dispersion": dispersion,
+        "dropout_midpoint": dropout_midpoint,
+        "dropout_max": dropout_max,
+        "n_mito": n_mito,
+        "mito_fraction": mito_fraction,
+        "damaged_fraction": damaged_fraction,
+        "imbalance": imbalance,
     }
     if part is not None:
         params["part"] = list(part)
     logger.info(
         "simulated %d cells x %d genes, %d types, %.1f%% non-zero",
-        X.shape[0], n_genes, n_clusters, 100.0 * X.nnz / max(1, X.shape[0] * n_genes),
+        X.shape[0],
+        n_genes,
+        n_clusters,
+        100.0 * X.nnz / max(1, X.shape[0] * n_genes),
     )
     return ad.AnnData(X=X, obs=obs, var=var, uns={"simulation": params})
 

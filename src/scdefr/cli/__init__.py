@@ -1,15 +1,11 @@
 """``scdefr`` command line: one sub-command per pipeline step, plus ``run`` and ``simulate``.
 
-Each step lives in its own module (``scdefr.cli.<step>``) exposing:
+Each command lives in its own module (``scdefr.cli.<command>``) exposing ``HELP`` (one line for
+``scdefr --help``), ``add_io_arguments(parser)`` (its input and output paths) and ``main(args)``.
+Its options come from :data:`scdefr.options.COMMAND_OPTIONS`, all checked before any work starts.
 
-- ``HELP``: one line for ``scdefr --help``;
-- ``add_io_arguments(parser)``: the step's own ``--input``/``--output`` style arguments;
-- ``add_options(parser)``: the step's tuning options (``scdefr run`` reuses them, so option names
-  must be unique across steps);
-- ``main(args)``: does the work; raises :class:`scdefr.errors.ScdefrError` for anything the user
-  can fix.
-
-Every problem the user can fix ends as a single ``scdefr <step>: error: ...`` line and exit code 2.
+Every problem ends as one ``scdefr <command>: error: ...`` line and a non-zero exit status: 2 for bad
+input or options, 3 when memory ran out, 4 when the system refused a read or a write.
 """
 
 from __future__ import annotations
@@ -18,8 +14,10 @@ import argparse
 import importlib
 import sys
 
-from ..errors import ScdefrError
-from ._common import add_common_options, configure
+from ..errors import ScdefrError, exit_status, one_line
+from ..options import COMMAND_OPTIONS, CommonOptions
+from ._common import configure
+from ._options import add_option_group, options_from
 
 COMMANDS = ("simulate", "qc", "graph", "train", "export", "run")
 
@@ -39,34 +37,35 @@ def build_parser() -> argparse.ArgumentParser:
         description="scDEFR single-cell clustering: qc -> graph -> train -> export, or all at once with 'run'.",
     )
     parser.add_argument("--version", action="version", version=f"scdefr {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineErrorParser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineErrorParser)
     for name in COMMANDS:
         module = importlib.import_module(f"{__name__}.{name}")
-        step = sub.add_parser(
-            name,
-            help=module.HELP,
-            description=module.HELP,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        )
-        module.add_io_arguments(step)
-        module.add_options(step)
-        add_common_options(step)
-        step.set_defaults(handler=module.main)
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_io_arguments(command)
+        for group in (*COMMAND_OPTIONS[name], CommonOptions):
+            add_option_group(command, group)
+        command.set_defaults(handler=module.main)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        configure(args)
-        args.handler(args)
-    except ScdefrError as exc:
-        print(f"scdefr {args.command}: error: {exc}", file=sys.stderr)
+    if args.command is None:
+        parser.print_help()
         return 2
+    try:
+        common = options_from(args, CommonOptions)
+        for group in COMMAND_OPTIONS[args.command]:  # every option checked before any work
+            options_from(args, group)
+        configure(common)
+        args.handler(args)
     except KeyboardInterrupt:
         print(f"scdefr {args.command}: interrupted", file=sys.stderr)
         return 130
+    except (ScdefrError, MemoryError, OSError) as exc:
+        print(f"scdefr {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return exit_status(exc)
     return 0
 
 

@@ -1,43 +1,23 @@
-"""Options every command shares (seed, threads, verbosity) and the process set-up they drive."""
+"""Process set-up that the options every command shares drive: logging, progress bars, thread limits."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 
-from .._files import DEFAULT_H5AD_COMPRESSION, H5AD_COMPRESSIONS
+from ..options import CommonOptions
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def add_common_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("general")
-    group.add_argument("--seed", type=int, default=0, help="random seed (PCA, initialisation, training, UMAP)")
-    group.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="CPU threads for numerical libraries (0: all available; Nextflow passes task.cpus)",
-    )
-    group.add_argument("--quiet", action="store_true", help="only warnings and errors, no progress bars")
-    group.add_argument(
-        "--compression",
-        choices=H5AD_COMPRESSIONS,
-        default=DEFAULT_H5AD_COMPRESSION,
-        help="of the h5ad written: gzip (level 1) or none (about ten times faster to write, three times larger)",
-    )
+def configure(common: CommonOptions) -> None:
+    """Logging to stderr, progress bars and thread limits, before any numerical library starts its pools."""
+    from .._progress import settings
 
-
-def configure(args: argparse.Namespace) -> None:
-    """Logging to stderr and thread limits, before any numerical library starts its pools."""
-    from ..errors import ScdefrError
-
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format=LOG_FORMAT, force=True)
-    if args.threads < 0:
-        raise ScdefrError(f"--threads must be >= 0, got {args.threads}")
-    if args.threads:
-        limit_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING if common.quiet else logging.INFO, format=LOG_FORMAT, force=True)
+    settings.progress = not common.quiet
+    if common.threads:
+        limit_threads(common.threads)
 
 
 def limit_threads(n: int) -> None:

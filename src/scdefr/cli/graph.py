@@ -16,27 +16,23 @@ def add_io_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="h5ad to write (e.g. S.graph.h5ad)")
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("graph")
-    group.add_argument("--n-pcs", type=int, default=50, help="principal components (capped for tiny inputs)")
-    group.add_argument("--n-neighbors", type=int, default=10,
-                       help="neighbours per cell in the kNN graph, the cell itself included (as the paper)")
-    group.add_argument("--knn-method", choices=("auto", "exact", "approx"), default="auto",
-                       help="exact search, approximate (pynndescent), or auto: exact up to 100,000 cells")
-
-
 def main(args: argparse.Namespace) -> None:
     from .. import io, pp
     from .._files import write_h5ad
+    from ..options import GraphOptions
 
     # The raw counts pass through untouched: copied from file to file rather than held.
     adata = io.read_step_h5ad(args.input, require_uns="scdefr_qc", made_by="scdefr qc", leave_on_disk=CARRIED)
-    pp.build_graph(adata, n_pcs=args.n_pcs, n_neighbors=args.n_neighbors, knn_method=args.knn_method,
-                   seed=args.seed)
+    pp.build_graph(adata, **GraphOptions.pick(vars(args)).to_dict(), seed=args.seed)
     write_h5ad(adata, args.output, compression=args.compression, carry=(args.input, CARRIED))
     stats = adata.uns["scdefr_graph"]
     logger.info(
         "wrote %s: %d cells, %d edges, degree %d-%d (median %g), %d connected component(s)",
-        args.output, adata.n_obs, stats["n_edges"], stats["degree"]["min"], stats["degree"]["max"],
-        stats["degree"]["median"], stats["n_connected_components"],
+        args.output,
+        adata.n_obs,
+        stats["n_edges"],
+        stats["degree"]["min"],
+        stats["degree"]["max"],
+        stats["degree"]["median"],
+        stats["n_connected_components"],
     )

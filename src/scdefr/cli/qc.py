@@ -29,44 +29,22 @@ def add_io_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", default=None, help="QC plot PNG (default: S.qc.png beside --output)")
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    # Same defaults as scdefr.pp.qc (a test keeps them equal; importing pp here would slow --help).
-    group = parser.add_argument_group("qc")
-    group.add_argument("--transpose", action="store_true", help="the csv/tsv table is genes x cells")
-    group.add_argument("--min-genes", type=int, default=20,
-                       help="drop cells with fewer genes detected")
-    group.add_argument("--min-counts", type=int, default=1,
-                       help="drop cells with fewer counts")
-    group.add_argument("--max-counts", type=int, default=None,
-                       help="drop cells with more counts (doublets); default: no limit")
-    group.add_argument("--max-pct-mito", type=float, default=20.0,
-                       help="drop cells with a higher percentage of mitochondrial (MT-/mt-) counts")
-    group.add_argument("--min-cells", type=int, default=3,
-                       help="drop genes detected in fewer cells")
-    group.add_argument("--n-top-genes", type=int, default=2000,
-                       help="highly variable genes to keep (all genes if there are fewer)")
-
-
 def main(args: argparse.Namespace) -> None:
     import json
 
     from .. import io, pl, pp
     from .._files import atomic_path, write_h5ad, write_text
+    from ..options import QCOptions
+
+    options = QCOptions.pick(vars(args)).to_dict()
+    transpose = options.pop("transpose")
 
     summary_path, plot_path = side_paths(args.output)
     summary_path = Path(args.summary) if args.summary else summary_path
     plot_path = Path(args.plot) if args.plot else plot_path
 
-    adata = io.read_counts(args.input, transpose=args.transpose)
-    result = pp.qc(
-        adata,
-        min_genes=args.min_genes,
-        min_counts=args.min_counts,
-        max_counts=args.max_counts,
-        max_pct_mito=args.max_pct_mito,
-        min_cells=args.min_cells,
-        n_top_genes=args.n_top_genes,
-    )
+    adata = io.read_counts(args.input, transpose=transpose)
+    result = pp.qc(adata, **options)
     summary = result.uns["scdefr_qc"]["summary"]
     figure = pl.qc_plot(adata, result, title=Path(args.output).name.removesuffix(".h5ad").removesuffix(".qc"))
 
@@ -76,5 +54,9 @@ def main(args: argparse.Namespace) -> None:
         figure.savefig(tmp, format="png", dpi=110)
     logger.info(
         "wrote %s (%d cells x %d genes), %s, %s",
-        args.output, result.n_obs, result.n_vars, summary_path, plot_path,
+        args.output,
+        result.n_obs,
+        result.n_vars,
+        summary_path,
+        plot_path,
     )

@@ -13,14 +13,6 @@ def add_io_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample", default=None, help="sample name (default: the input's file name without suffixes)")
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    """Every step's options (their names are unique across steps), so each can be tuned from here."""
-    from ..runner import STEPS, step_module
-
-    for step in STEPS:
-        step_module(step).add_options(parser)
-
-
 def main(args: argparse.Namespace) -> None:
     from ..runner import run
 

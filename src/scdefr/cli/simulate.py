@@ -18,33 +18,9 @@ def add_io_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="h5ad file to write")
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("simulation")
-    group.add_argument("--n-cells", type=int, default=2000, help="number of cells")
-    group.add_argument("--n-genes", type=int, default=2000, help="number of genes (13 of them mitochondrial, MT-...)")
-    group.add_argument("--n-clusters", type=int, default=6, help="number of planted cell types")
-    group.add_argument(
-        "--marker-lfc",
-        type=float,
-        default=0.8,
-        help="median natural-log fold change of marker genes (larger: easier to separate)",
-    )
-    group.add_argument(
-        "--parts",
-        type=int,
-        default=1,
-        help="draw the counts in this many slices of cells, --threads processes at a time, each slice "
-             "from its own random stream (the counts then depend on --parts; for millions of cells)",
-    )
-
-
 def main(args: argparse.Namespace) -> None:
-    from .._files import check_compression, write_h5ad
-    from ..errors import ScdefrError
+    from .._files import write_h5ad
 
-    check_compression(args.compression)
-    if not 1 <= args.parts <= args.n_cells:
-        raise ScdefrError(f"--parts must be between 1 and --n-cells ({args.n_cells}), got {args.parts}")
     if args.parts == 1:
         adata = _simulate(args)
         write_h5ad(adata, args.output, compression=args.compression)
@@ -56,8 +32,14 @@ def main(args: argparse.Namespace) -> None:
 def _simulate(args: argparse.Namespace, part: tuple[int, int] | None = None):
     from ..simulate import simulate_counts
 
-    return simulate_counts(n_cells=args.n_cells, n_genes=args.n_genes, n_clusters=args.n_clusters,
-                           seed=args.seed, marker_log_fold_change=args.marker_lfc, part=part)
+    return simulate_counts(
+        n_cells=args.n_cells,
+        n_genes=args.n_genes,
+        n_clusters=args.n_clusters,
+        seed=args.seed,
+        marker_log_fold_change=args.marker_lfc,
+        part=part,
+    )
 
 
 def _write_part(args: argparse.Namespace, index: int, path: Path) -> Path:

@@ -1,7 +1,8 @@
-"""The scDEFR network: layers (TAGConv, encoder blocks, global self-correlation), losses, and the module.
+"""The scDEFR network and its losses: layers (TAGConv, encoder blocks, global self-correlation), losses,
+and the module that joins them (``SCDEFRModule``: forward pass, loss terms, inference).
 
-Kept apart from the training plan (``scdefr.training``) and the user-facing model (``scdefr.model``),
-as scvi-tools separates module, training plan and model.
+Kept apart from the data layer (:mod:`scdefr.data`), the training plan (:mod:`scdefr.plan`) and the
+user-facing model (:mod:`scdefr.model`), as scvi-tools separates module, data, training plan and model.
 """
 
 from .layers import TAGConv, global_self_correlation, soft_assignment

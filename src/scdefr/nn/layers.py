@@ -70,9 +70,8 @@ class GraphBlock(nn.Module):
 # Largest score block (rows x keys) the CPU path holds at once: 2**24 floats = 64 MB.
 ATTENTION_BLOCK_ELEMENTS = 2**24
 
-# Most cells the global self-correlation attends to (its keys and values). Above this many, an
-# evenly spaced subset stands in for all cells, so a whole-graph pass stays linear in the cells.
-# Training batches of the default size are smaller, so training is unchanged (BENCHMARKS.md, round 16).
+# Most cells the global self-correlation attends to: above, an evenly spaced subset of keys keeps a
+# whole-graph pass linear in the cells (benchmarks/attention_keys.py measures the cost and the effect).
 ATTENTION_MAX_KEYS = 20_000
 
 
@@ -85,8 +84,7 @@ def global_self_correlation(
     mean over the keys. Above ``max_keys`` cells the keys are every (n / ``max_keys``)-th cell in
     the input's order (deterministic, spread over the whole input), so the cost is n x ``max_keys``
     rather than n x n. Training in Cluster-GCN batches attends within about 2,048 cells, so no
-    trained weight relies on more keys; on 197,464 simulated cells, 20,000 keys moved 2.7% of the
-    cells to another cluster and scored ARI 0.937 against 0.923 with all cells (BENCHMARKS.md, round 16).
+    trained weight relies on more keys.
 
     On CUDA the fused ``scaled_dot_product_attention`` kernels do it in linear memory. On CPU,
     PyTorch's flash kernel has a very slow backward for the small head dimension used here (4 s per
@@ -102,7 +100,9 @@ def global_self_correlation(
     rows = max(1, block_elements // max(1, keys.shape[0]))
     if rows >= z.shape[0]:
         return _attend(z, keys)
-    blocks = [checkpoint(_attend, z[start : start + rows], keys, use_reentrant=False) for start in range(0, z.shape[0], rows)]
+    blocks = [
+        checkpoint(_attend, z[start : start + rows], keys, use_reentrant=False) for start in range(0, z.shape[0], rows)
+    ]
     return torch.cat(blocks)
 
 
@@ -120,7 +120,8 @@ def _attend(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
 def soft_assignment(z: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     r"""Student's t kernel (one degree of freedom) between cells and cluster centres, as in DEC.
 
-    .. math:: q_{ij} = \frac{(1 + \lVert z_i - \mu_j \rVert^2)^{-1}}{\sum_{j'} (1 + \lVert z_i - \mu_{j'} \rVert^2)^{-1}}
+    .. math:: q_{ij} = \frac{(1 + \lVert z_i - \mu_j \rVert^2)^{-1}}
+                            {\sum_{j'} (1 + \lVert z_i - \mu_{j'} \rVert^2)^{-1}}
     """
     squared_distance = (z.float().unsqueeze(1) - centres.float().unsqueeze(0)).pow(2).sum(dim=2)
     kernel = 1.0 / (1.0 + squared_distance)

@@ -63,9 +63,7 @@ def edge_reconstruction_loss(
     return (torch.sigmoid(logits) - weights.float()).pow(2).sum() / n_cells
 
 
-def sampled_edge_loss(
-    z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n_cells: int
-) -> torch.Tensor:
+def sampled_edge_loss(z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n_cells: int) -> torch.Tensor:
     r"""Graph-autoencoder reconstruction (Kipf & Welling 2016, as PyG's ``GAE.recon_loss``), linear in edges.
 
     .. math:: -\operatorname{mean}_{(i,j) \in E} \log \sigma(z_i \cdot z_j)
@@ -74,7 +72,7 @@ def sampled_edge_loss(
     over the graph's edges and as many cell pairs drawn uniformly (from torch's global generator, so
     a seeded epoch draws the same pairs). Why not the paper's term: its targets are the normalised
     weights (about 1/k), so it pulls neighbours *apart* and, once the sigmoid saturates, gives no
-    signal at all; here neighbours are pulled together and random pairs apart (see BENCHMARKS.md).
+    signal at all; here neighbours are pulled together and random pairs apart.
     """
     z = z.float()
     positive = pair_logits(z, rows, cols)
@@ -87,7 +85,9 @@ def sampled_edge_loss(
 
 
 def target_distribution(q: torch.Tensor, frequencies: torch.Tensor | None = None, balance: float = 1.0) -> torch.Tensor:
-    r"""DEC's sharpened target :math:`p_{ij} = (q_{ij}^2 / f_j^b) / \sum_{j'} (q_{ij'}^2 / f_{j'}^b)`, :math:`f_j = \sum_i q_{ij}`.
+    r"""DEC's sharpened target :math:`p_{ij} = (q_{ij}^2 / f_j^b) / \sum_{j'} (q_{ij'}^2 / f_{j'}^b)`.
+
+    :math:`f_j = \sum_i q_{ij}` are the soft cluster sizes.
 
     ``balance`` is the exponent b: 1 is DEC's target; larger values lower the target of large
     clusters further, so cells at their borders move to smaller ones; 0 only sharpens.

@@ -9,8 +9,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import DEFAULT_HIDDEN_DIMS, ZINB_FORMS
+from .._device import autocast
+from ..options import NetworkOptions
 from .layers import DenseBlock, GraphBlock, global_self_correlation, soft_assignment
+from .losses import (
+    edge_reconstruction_loss,
+    kl_clustering_loss,
+    sampled_edge_loss,
+    target_distribution,
+    zinb_negative_log_likelihood,
+)
 
 MEAN_RANGE = (1e-5, 1e6)
 DISPERSION_RANGE = (1e-4, 1e4)
@@ -42,11 +50,9 @@ class ZINBDecoder(nn.Module):
 
     def __init__(self, latent_dim: int, hidden_dims: list[int], n_genes: int, dropout: float, form: str):
         super().__init__()
-        if form not in ZINB_FORMS:
-            raise ValueError(f"zinb form must be one of {ZINB_FORMS}, got {form!r}")
         self.form = form
         widths = [latent_dim, *hidden_dims]
-        self.body = nn.Sequential(*(DenseBlock(i, o, dropout) for i, o in zip(widths[:-1], widths[1:])))
+        self.body = nn.Sequential(*(DenseBlock(i, o, dropout) for i, o in zip(widths[:-1], widths[1:], strict=False)))
         if form == "counts":
             self.pi_head = nn.Linear(widths[-1], n_genes)
             self.theta_head = nn.Linear(widths[-1], n_genes)
@@ -87,43 +93,29 @@ class SCDEFRModule(nn.Module):
     ``cell_index`` selects their rows when a mini-batch holds only some cells.
     """
 
-    def __init__(
-        self,
-        n_genes: int,
-        n_cells: int,
-        hidden_dims: tuple[int, ...] | list[int] = DEFAULT_HIDDEN_DIMS,
-        sigma: float = 0.1,
-        dropout: float = 0.01,
-        hops: int = 3,
-        zinb_form: str = "counts",
-        n_clusters: int = 0,
-    ):
+    def __init__(self, n_genes: int, n_cells: int, network: NetworkOptions, n_clusters: int = 0):
         super().__init__()
-        hidden_dims = [int(d) for d in hidden_dims]
         self.config = {
             "n_genes": int(n_genes),
             "n_cells": int(n_cells),
-            "hidden_dims": hidden_dims,
-            "sigma": float(sigma),
-            "dropout": float(dropout),
-            "hops": int(hops),
-            "zinb_form": str(zinb_form),
             "n_clusters": int(n_clusters),
+            "network": network.to_dict(),
         }
-        self.sigma = float(sigma)
+        self.sigma = network.sigma
+        hidden_dims, dropout = list(network.hidden_dims), network.dropout
         widths = [int(n_genes), *hidden_dims]
-        self.autoencoder = nn.ModuleList(DenseBlock(i, o, dropout) for i, o in zip(widths[:-1], widths[1:]))
-        self.graph_encoder = nn.ModuleList(GraphBlock(i, o, hops, dropout) for i, o in zip(widths[:-1], widths[1:]))
+        self.autoencoder = nn.ModuleList(
+            DenseBlock(i, o, dropout) for i, o in zip(widths[:-1], widths[1:], strict=False)
+        )
+        self.graph_encoder = nn.ModuleList(
+            GraphBlock(i, o, network.tag_hops, dropout) for i, o in zip(widths[:-1], widths[1:], strict=False)
+        )
         latent_dim = hidden_dims[-1]
         self.fusion_ae = nn.Parameter(torch.full((n_cells, latent_dim), 0.5))
         self.fusion_graph = nn.Parameter(torch.full((n_cells, latent_dim), 0.5))
         self.alpha = nn.Parameter(torch.zeros(1))
-        self.decoder = ZINBDecoder(latent_dim, hidden_dims[-2::-1], n_genes, dropout, zinb_form)
+        self.decoder = ZINBDecoder(latent_dim, hidden_dims[-2::-1], n_genes, dropout, network.zinb_form)
         self.cluster_centres = nn.Parameter(torch.zeros(n_clusters, latent_dim)) if n_clusters else None
-
-    @property
-    def latent_dim(self) -> int:
-        return self.config["hidden_dims"][-1]
 
     def set_cluster_centres(self, centres: torch.Tensor) -> None:
         """Create (or replace) the learnable cluster centres, e.g. from KMeans on the embedding."""
@@ -133,14 +125,10 @@ class SCDEFRModule(nn.Module):
 
     def encode(self, x: torch.Tensor, adjacency: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both encoders with layer-wise fusion; returns ``(z_ae, z_graph)``."""
-        h_ae = h_graph = x
-        last = len(self.autoencoder) - 1
-        for depth, (ae_layer, graph_layer) in enumerate(zip(self.autoencoder, self.graph_encoder)):
-            ae_in = h_ae if depth == 0 else fused
-            graph_in = h_graph if depth == 0 else fused
-            h_ae, h_graph = ae_layer(ae_in), graph_layer(graph_in, adjacency)
-            if depth < last:
-                fused = (1.0 - self.sigma) * h_graph + self.sigma * h_ae
+        h_ae, h_graph = self.autoencoder[0](x), self.graph_encoder[0](x, adjacency)
+        for ae_layer, graph_layer in zip(self.autoencoder[1:], self.graph_encoder[1:], strict=True):
+            fused = (1.0 - self.sigma) * h_graph + self.sigma * h_ae
+            h_ae, h_graph = ae_layer(fused), graph_layer(fused, adjacency)
         return h_ae, h_graph
 
     def forward(
@@ -164,3 +152,67 @@ class SCDEFRModule(nn.Module):
             out.q_ae = soft_assignment(z_ae, self.cluster_centres)
             out.q_graph = soft_assignment(z_graph, self.cluster_centres)
         return out
+
+    def loss(
+        self, out: ModuleOutput, batch, phase: str, graph_loss: str, frequencies: dict | None, balance: float
+    ) -> dict[str, torch.Tensor]:
+        """Unweighted loss terms of one forward pass over ``batch`` (a :class:`scdefr.data.Batch`), in
+        float32 outside autocast.
+
+        ``frequencies``: soft cluster sizes over all cells for ``q``, ``q_ae`` and ``q_graph`` (mini-batches;
+        see :func:`~scdefr.nn.losses.target_distribution`); ``None``: each target uses the batch's own.
+        ``balance``: the exponent on those sizes in every target.
+        """
+        if graph_loss == "sampled":
+            reconstruction = sampled_edge_loss(out.z_graph, batch.edge_rows, batch.edge_cols, batch.n_cells)
+        else:
+            reconstruction = edge_reconstruction_loss(
+                out.z_graph, batch.edge_rows, batch.edge_cols, batch.edge_weights, batch.n_cells
+            )
+        terms = {
+            "reconstruction": reconstruction,
+            "zinb": zinb_negative_log_likelihood(batch.target, out.mu, out.theta, out.pi),
+        }
+        if phase == "joint":
+            sizes = frequencies or {}
+            q, q_graph, q_ae = out.q.float(), out.q_graph.float(), out.q_ae.float()
+            terms["kl"] = kl_clustering_loss(q, target_distribution(q, sizes.get("q"), balance))
+            terms["bce_graph"] = F.binary_cross_entropy(
+                q_graph, target_distribution(q_graph, sizes.get("q_graph"), balance)
+            )
+            terms["bce_ae"] = F.binary_cross_entropy(q_ae, target_distribution(q_ae, sizes.get("q_ae"), balance))
+        return terms
+
+    def encoder_norms(self) -> list[nn.BatchNorm1d]:
+        encoders = (self.autoencoder, self.graph_encoder)
+        return [m for part in encoders for m in part.modules() if isinstance(m, nn.BatchNorm1d)]
+
+    @torch.no_grad()
+    def refresh_batchnorm(self, x: torch.Tensor, adjacency: torch.Tensor, amp: bool = False) -> None:
+        """Re-estimate the encoders' BatchNorm statistics on these cells (dropout off), then evaluation mode.
+
+        With momentum 0.01 the running statistics lag far behind short runs, and evaluation-mode
+        outputs would differ from what training saw. The decoder's are left alone: inference does
+        not decode, and the global self-correlation after the encoders holds no BatchNorm.
+        """
+        norms = self.encoder_norms()
+        momenta = [m.momentum for m in norms]
+        self.eval()
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None
+            norm.train()
+        with autocast(x.device, amp):
+            self.encode(x, adjacency)
+        for norm, momentum in zip(norms, momenta, strict=False):
+            norm.momentum = momentum
+        self.eval()
+
+    @torch.no_grad()
+    def infer(self, batch, amp: bool = False, refresh: bool = True) -> ModuleOutput:
+        """Evaluation-mode embedding and (once the centres exist) assignments of every cell of ``batch``,
+        without the decoder; ``refresh`` first re-estimates the BatchNorm statistics on these cells."""
+        if refresh:
+            self.refresh_batchnorm(batch.x, batch.adjacency, amp)
+        with autocast(batch.x.device, amp):
+            return self(batch.x, batch.adjacency, batch.cell_index, None, decode=False)

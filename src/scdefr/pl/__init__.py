@@ -2,3 +2,5 @@
 
 from .qc import qc_plot
 from .results import cluster_sizes, embedding, loss_curves
+
+__all__ = ["cluster_sizes", "embedding", "loss_curves", "qc_plot"]

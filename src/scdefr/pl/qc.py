@@ -29,9 +29,10 @@ def _hist(ax, values, kept, *, bins, title, xlabel, thresholds, log_x=False, lim
     groups = [(values[kept], KEPT_COLOUR, f"kept ({kept.sum():,})")]
     if (~kept).any():
         groups.append((values[~kept], REMOVED_COLOUR, f"removed ({(~kept).sum():,})"))
-    ax.hist([g[0] for g in groups], bins=edges, stacked=True, color=[g[1] for g in groups],
-            label=[g[2] for g in groups])
-    for (name, value), style in zip(thresholds.items(), ("--", ":")):
+    ax.hist(
+        [g[0] for g in groups], bins=edges, stacked=True, color=[g[1] for g in groups], label=[g[2] for g in groups]
+    )
+    for (name, value), style in zip(thresholds.items(), ("--", ":"), strict=False):
         ax.axvline(value, color=THRESHOLD_COLOUR, linestyle=style, linewidth=1.2, label=name)
     ax.set_xlim(*(limits or _data_limits(values, log=log_x)))
     ax.set_title(title)
@@ -40,8 +41,9 @@ def _hist(ax, values, kept, *, bins, title, xlabel, thresholds, log_x=False, lim
     ax.legend(fontsize=8, loc="best", frameon=False)
 
 
-def qc_plot(adata: ad.AnnData, adata_qc: ad.AnnData, *, title: str | None = None,
-            save: str | os.PathLike | None = None) -> Figure:
+def qc_plot(
+    adata: ad.AnnData, adata_qc: ad.AnnData, *, title: str | None = None, save: str | os.PathLike | None = None
+) -> Figure:
     """Counts, genes and mitochondrial fraction per cell before filtering, thresholds drawn, kept vs removed.
 
     ``adata`` is the unfiltered input after :func:`scdefr.pp.qc` added its metrics; ``adata_qc`` is
@@ -60,35 +62,66 @@ def qc_plot(adata: ad.AnnData, adata_qc: ad.AnnData, *, title: str | None = None
     count_thresholds = {f"min-counts {params['min_counts']}": params["min_counts"]} if params["min_counts"] else {}
     if params["max_counts"] is not None:
         count_thresholds[f"max-counts {params['max_counts']}"] = params["max_counts"]
-    _hist(axes[0, 0], n_counts, kept, bins=60, title="Counts per cell", xlabel="counts",
-          thresholds=count_thresholds, log_x=True)
+    _hist(
+        axes[0, 0],
+        n_counts,
+        kept,
+        bins=60,
+        title="Counts per cell",
+        xlabel="counts",
+        thresholds=count_thresholds,
+        log_x=True,
+    )
     gene_thresholds = {f"min-genes {params['min_genes']}": params["min_genes"]} if params["min_genes"] else {}
-    _hist(axes[0, 1], n_genes, kept, bins=60, title="Genes detected per cell", xlabel="genes",
-          thresholds=gene_thresholds)
+    _hist(
+        axes[0, 1], n_genes, kept, bins=60, title="Genes detected per cell", xlabel="genes", thresholds=gene_thresholds
+    )
     mito_thresholds = {}
     if params["max_pct_mito"] is not None:
         mito_thresholds[f"max-pct-mito {params['max_pct_mito']:g}"] = params["max_pct_mito"]
     has_mito = summary["mito_genes"] > 0
     if has_mito:
         mito_high = max(float(pct_mito.max()), params["max_pct_mito"] or 0.0)
-        _hist(axes[1, 0], pct_mito, kept, bins=50, title="Mitochondrial counts", xlabel="% of counts",
-              thresholds=mito_thresholds, limits=(0.0, 1.05 * mito_high or 1.0))
+        _hist(
+            axes[1, 0],
+            pct_mito,
+            kept,
+            bins=50,
+            title="Mitochondrial counts",
+            xlabel="% of counts",
+            thresholds=mito_thresholds,
+            limits=(0.0, 1.05 * mito_high or 1.0),
+        )
         axes[1, 0].set_yscale("log")  # the few dying cells would not show next to thousands of healthy ones
         axes[1, 0].set_ylabel("cells (log scale)")
     else:
         axes[1, 0].set_axis_off()
         prefixes = "/".join(params["mito_prefixes"])
-        axes[1, 0].text(0.5, 0.5, f"No mitochondrial genes ({prefixes}) found:\nthe mito filter removed nothing",
-                        ha="center", va="center", transform=axes[1, 0].transAxes)
+        axes[1, 0].text(
+            0.5,
+            0.5,
+            f"No mitochondrial genes ({prefixes}) found:\nthe mito filter removed nothing",
+            ha="center",
+            va="center",
+            transform=axes[1, 0].transAxes,
+        )
 
     scatter = axes[1, 1]
     order = np.argsort(pct_mito)  # high-mito cells on top
     colour = {"c": pct_mito[order], "cmap": "viridis", "vmin": 0, "vmax": max(float(pct_mito.max()), 1.0)}
-    points = scatter.scatter(n_counts[order], n_genes[order], s=4, rasterized=True,
-                             **(colour if has_mito else {"color": KEPT_COLOUR}))
+    points = scatter.scatter(
+        n_counts[order], n_genes[order], s=4, rasterized=True, **(colour if has_mito else {"color": KEPT_COLOUR})
+    )
     if (~kept).any():
-        scatter.scatter(n_counts[~kept], n_genes[~kept], s=14, facecolors="none", edgecolors=REMOVED_COLOUR,
-                        linewidths=0.6, label="removed")
+        scatter.scatter(
+            n_counts[~kept],
+            n_genes[~kept],
+            s=14,
+            facecolors="none",
+            edgecolors=REMOVED_COLOUR,
+            linewidths=0.6,
+            label="removed",
+        )
         scatter.legend(fontsize=8, loc="upper left", frameon=False)
     if params["min_genes"]:
         scatter.axhline(params["min_genes"], color=THRESHOLD_COLOUR, linestyle="--", linewidth=1)
@@ -106,8 +139,10 @@ def qc_plot(adata: ad.AnnData, adata_qc: ad.AnnData, *, title: str | None = None
         fig.colorbar(points, ax=scatter, label="% mitochondrial")
 
     inp, out = summary["input"], summary["output"]
-    heading = (f"{inp['cells']:,} -> {out['cells']:,} cells, {inp['genes']:,} -> {out['genes']:,} genes "
-               f"(median {summary['median_counts']:,.0f} counts per kept cell)")
+    heading = (
+        f"{inp['cells']:,} -> {out['cells']:,} cells, {inp['genes']:,} -> {out['genes']:,} genes "
+        f"(median {summary['median_counts']:,.0f} counts per kept cell)"
+    )
     fig.suptitle(f"{title}: {heading}" if title else heading)
     if save is not None:
         fig.savefig(save, format="png", dpi=110)

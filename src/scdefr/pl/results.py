@@ -35,8 +35,12 @@ def _categories(values) -> pd.Categorical:
 
 def _legend_outside(ax, n_entries: int, **kwargs) -> None:
     ax.legend(
-        loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8,
-        ncol=1 if n_entries <= 16 else 2 if n_entries <= 40 else 3, **kwargs,
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+        frameon=False,
+        fontsize=8,
+        ncol=1 if n_entries <= 16 else 2 if n_entries <= 40 else 3,
+        **kwargs,
     )
 
 
@@ -66,7 +70,7 @@ def embedding(
     order = np.random.default_rng(0).permutation(n)
     fig = Figure(figsize=(6.2 * len(keys), 5.2), layout="constrained")
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
-    for i, (ax, key) in enumerate(zip(axes, keys)):
+    for i, (ax, key) in enumerate(zip(axes, keys, strict=False)):
         values = _categories(adata.obs[key])
         colours = np.array(palette(len(values.categories)) + ["#dddddd"])
         codes = np.where(values.codes < 0, len(values.categories), values.codes)  # NaN labels grey
@@ -100,16 +104,28 @@ def loss_curves(history: dict, *, title: str | None = None, save: str | os.PathL
     axes = fig.subplots(1, max(1, len(phases)), squeeze=False)[0]
     names = {"pretrain": "pre-training", "joint": "joint training (clustering)"}
     terms_everywhere = sorted({name for p in phases for name in history[p]} - {"loss"})
-    colour_of = dict(zip(terms_everywhere, palette(len(terms_everywhere))))  # one colour per term in every panel
-    for ax, phase in zip(axes, phases):
+    colour_of = dict(
+        zip(terms_everywhere, palette(len(terms_everywhere)), strict=False)
+    )  # one colour per term in every panel
+    for ax, phase in zip(axes, phases, strict=False):
         terms = {name: history[phase][name] for name in sorted(history[phase], key=lambda n: (n != "loss", n))}
         positive = all(np.all(np.asarray(v) > 0) for v in terms.values())
         for name, values in terms.items():
             values = np.asarray(values, dtype=float)
             epochs = np.arange(1, values.size + 1)
-            style = dict(color="black", linewidth=2.4, zorder=3) if name == "loss" else dict(color=colour_of[name], linewidth=1.5)
-            ax.plot(epochs, values, label="total (weighted)" if name == "loss" else name,
-                    marker="o" if values.size <= 30 else None, markersize=3, **style)
+            style = (
+                dict(color="black", linewidth=2.4, zorder=3)
+                if name == "loss"
+                else dict(color=colour_of[name], linewidth=1.5)
+            )
+            ax.plot(
+                epochs,
+                values,
+                label="total (weighted)" if name == "loss" else name,
+                marker="o" if values.size <= 30 else None,
+                markersize=3,
+                **style,
+            )
         if positive:
             ax.set_yscale("log")
             values = np.concatenate([np.asarray(v, dtype=float) for v in terms.values()])
@@ -154,13 +170,22 @@ def cluster_sizes(
         table = table.reindex(index=clusters.categories, fill_value=0)
         sizes = table.sum(axis=1)
         bottom = np.zeros(len(table))
-        for colour, name in zip(palette(table.shape[1]), table.columns):
-            ax.bar(positions, table[name].to_numpy(), bottom=bottom, color=colour, edgecolor="white",
-                   linewidth=0.5, label=str(name))
+        for colour, name in zip(palette(table.shape[1]), table.columns, strict=False):
+            ax.bar(
+                positions,
+                table[name].to_numpy(),
+                bottom=bottom,
+                color=colour,
+                edgecolor="white",
+                linewidth=0.5,
+                label=str(name),
+            )
             bottom += table[name].to_numpy()
         _legend_outside(ax, table.shape[1], title=label_key, title_fontsize=8)
-    for x, value in zip(positions, sizes.to_numpy()):
-        ax.annotate(f"{value:,}", (x, value), ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+    for x, value in zip(positions, sizes.to_numpy(), strict=False):
+        ax.annotate(
+            f"{value:,}", (x, value), ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points"
+        )
     ax.set_xticks(positions, [str(c) for c in clusters.categories])
     ax.set_xlabel("cluster")
     ax.set_ylabel("cells")

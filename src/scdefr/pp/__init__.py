@@ -2,30 +2,24 @@
 
 from ._graph import (
     EXACT_KNN_MAX_CELLS,
-    KNN_METHODS,
     KNN_TRANSFORMERS,
     SCANPY_PCA_MAX_CELLS,
     auto_knn_method,
     build_graph,
     covariance_pca,
     knn_binary,
-    normalized_adjacency,
 )
-from ._qc import MITO_PREFIXES, QC_DEFAULTS, mito_genes, qc, qc_metrics, seurat_dispersions
+from ._qc import mito_genes, qc, qc_metrics, seurat_dispersions
 
 __all__ = [
     "EXACT_KNN_MAX_CELLS",
-    "KNN_METHODS",
     "KNN_TRANSFORMERS",
     "SCANPY_PCA_MAX_CELLS",
     "auto_knn_method",
-    "MITO_PREFIXES",
-    "QC_DEFAULTS",
     "build_graph",
     "covariance_pca",
     "knn_binary",
     "mito_genes",
-    "normalized_adjacency",
     "qc",
     "qc_metrics",
     "seurat_dispersions",

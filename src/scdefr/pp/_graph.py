@@ -10,26 +10,21 @@ import scanpy as sc
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
+from ..adjacency import normalized_adjacency
 from ..errors import ScdefrError
+from ..options import GraphOptions
 
 logger = logging.getLogger(__name__)
 
-KNN_METHODS = ("auto", "exact", "approx")
-# Exact (brute-force) search up to this many cells. It finds the true neighbours, where pynndescent
-# recalled 91% of them on 8,617 cells. And it is faster there: pynndescent compiles with numba in
-# every new process, about 45 s on 2 cores. On 100,000 cells x 50 PCs with 2 threads, exact search
-# took 22 s, and pynndescent 4 s plus that compilation. Above this size the quadratic cost of brute
-# force takes over (BENCHMARKS.md, round 7).
+# Exact (brute-force) search up to this many cells: it finds the true neighbours and, below this size,
+# takes less time than pynndescent's numba compilation in every new process; above, its quadratic cost wins.
 EXACT_KNN_MAX_CELLS = 100_000
 # scanpy's kNN transformer for each search method.
 KNN_TRANSFORMERS = {"exact": "sklearn", "approx": "pynndescent"}
 
 
-# scanpy's PCA (ARPACK on the sparse matrix, whose sparse products use one thread) up to this many
-# cells. Above, the PCA comes from the genes x genes covariance, summed over dense blocks of cells
-# (BLAS, every thread): the same components (correlation 1.0 on 98,714 cells), 11.5 s against 56.7 s
-# there on one thread, and linear in the cells. Smaller inputs keep scanpy's PCA, so no earlier
-# result moves (BENCHMARKS.md, round 10).
+# scanpy's PCA (ARPACK, whose sparse products use one thread) up to this many cells; above, the same
+# components from the genes' covariance summed over dense blocks of cells: BLAS on every thread, linear in the cells.
 SCANPY_PCA_MAX_CELLS = 100_000
 PCA_BLOCK_CELLS = 8192
 
@@ -40,13 +35,15 @@ def covariance_pca(adata: ad.AnnData, n_comps: int) -> None:
     Exact, not randomised: the eigenvectors of the covariance of the (highly variable) genes, signed
     so that each component's largest loading is positive.
     """
-    mask = adata.var["highly_variable"].to_numpy(bool) if "highly_variable" in adata.var else np.ones(adata.n_vars, bool)
+    mask = (
+        adata.var["highly_variable"].to_numpy(bool) if "highly_variable" in adata.var else np.ones(adata.n_vars, bool)
+    )
     X = sparse.csr_matrix(adata.X)[:, mask] if not mask.all() else sparse.csr_matrix(adata.X)
     n_cells = X.shape[0]
     mean = np.asarray(X.mean(axis=0, dtype=np.float64)).ravel()
     covariance = np.zeros((X.shape[1], X.shape[1]))
     for start in range(0, n_cells, PCA_BLOCK_CELLS):
-        block = X[start:start + PCA_BLOCK_CELLS].toarray() - mean.astype(np.float32)  # centred: no cancellation
+        block = X[start : start + PCA_BLOCK_CELLS].toarray() - mean.astype(np.float32)  # centred: no cancellation
         covariance += block.T @ block
     covariance /= n_cells - 1
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
@@ -58,8 +55,12 @@ def covariance_pca(adata: ad.AnnData, n_comps: int) -> None:
     loadings[mask] = components
     adata.varm["PCs"] = loadings
     adata.uns["pca"] = {
-        "params": {"zero_center": True, "use_highly_variable": "highly_variable" in adata.var,
-                   "mask_var": "highly_variable" if "highly_variable" in adata.var else None, "solver": "covariance"},
+        "params": {
+            "zero_center": True,
+            "use_highly_variable": "highly_variable" in adata.var,
+            "mask_var": "highly_variable" if "highly_variable" in adata.var else None,
+            "solver": "covariance",
+        },
         "variance": variance,
         "variance_ratio": variance / np.trace(covariance),
     }
@@ -91,42 +92,44 @@ def knn_binary(distances: sparse.spmatrix, n_neighbors: int) -> sparse.csr_matri
     )
 
 
-def normalized_adjacency(knn: sparse.spmatrix) -> sparse.csr_matrix:
-    """``D^-1/2 (A + I) D^-1/2`` where ``A`` is the binary kNN graph ``knn`` symmetrised (edge if either way)."""
-    binary = sparse.csr_matrix(knn, dtype=np.float32, copy=True)
-    binary.data[:] = 1.0
-    binary.setdiag(0)
-    binary.eliminate_zeros()
-    binary = binary.maximum(binary.T).tocsr()
-    with_self = binary + sparse.identity(binary.shape[0], dtype=np.float32, format="csr")
-    inv_sqrt_degree = sparse.diags(1.0 / np.sqrt(np.asarray(with_self.sum(axis=1)).ravel()))
-    adjacency = (inv_sqrt_degree @ with_self @ inv_sqrt_degree).tocsr().astype(np.float32)
-    adjacency.sort_indices()
-    return adjacency
-
-
 def build_graph(
     adata: ad.AnnData,
     *,
-    n_pcs: int = 50,
-    n_neighbors: int = 10,
-    knn_method: str = "auto",
+    n_pcs: int = GraphOptions.n_pcs,
+    n_neighbors: int = GraphOptions.n_neighbors,
+    knn_method: str = GraphOptions.knn_method,
     seed: int = 0,
-) -> None:
-    """PCA, kNN graph and ``obsp['scdefr_adjacency']`` of the log-normalised X, in place (graph contract).
+    copy: bool = False,
+) -> ad.AnnData | None:
+    """PCA, kNN graph and the normalised adjacency of the log-normalised X (the graph contract).
 
-    ``n_neighbors`` counts the cell itself, as scanpy and the paper's ``kneighbors_graph(include_self=True)``
-    do. ``knn_method='auto'`` searches exactly up to :data:`EXACT_KNN_MAX_CELLS` cells and with
-    pynndescent above; both are seeded by ``seed``.
+    Parameters
+    ----------
+    adata
+        Output of :func:`scdefr.pp.qc`: log-normalised X.
+    n_pcs, n_neighbors, knn_method
+        See :class:`~scdefr.options.GraphOptions`. ``n_neighbors`` counts the cell itself, as scanpy and
+        the paper's ``kneighbors_graph(include_self=True)`` do; ``knn_method='auto'`` searches exactly
+        up to :data:`EXACT_KNN_MAX_CELLS` cells and with pynndescent above.
+    seed
+        Seeds the PCA and the kNN search.
+    copy
+        Return a copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    With ``copy``, the AnnData with ``obsm['X_pca']``, ``obsp['distances']``, ``obsp['connectivities']``,
+    ``obsp['scdefr_adjacency']`` and ``uns['scdefr_graph']``; else ``None``.
     """
-    if knn_method not in KNN_METHODS:
-        raise ScdefrError(f"--knn-method must be one of {', '.join(KNN_METHODS)}, got {knn_method!r}")
-    if n_neighbors < 2:
-        raise ScdefrError(f"--n-neighbors must be >= 2 (it counts the cell itself), got {n_neighbors}")
-    if n_pcs < 1:
-        raise ScdefrError(f"--n-pcs must be >= 1, got {n_pcs}")
+    GraphOptions(n_pcs=n_pcs, n_neighbors=n_neighbors, knn_method=knn_method)
+    if copy:
+        adata = adata.copy()
+        build_graph(adata, n_pcs=n_pcs, n_neighbors=n_neighbors, knn_method=knn_method, seed=seed)
+        return adata
     if adata.n_obs <= n_neighbors:
-        raise ScdefrError(f"only {adata.n_obs} cells, fewer than --n-neighbors {n_neighbors} + 1; lower --n-neighbors")
+        raise ScdefrError(
+            f"only {adata.n_obs} cells, fewer than n_neighbors (--n-neighbors) {n_neighbors} + 1: lower it"
+        )
     values = adata.X.data if sparse.issparse(adata.X) else np.asarray(adata.X)
     if not np.isfinite(values).all():
         raise ScdefrError("X has NaN or infinite values; run scdefr qc on raw counts first")
@@ -138,15 +141,26 @@ def build_graph(
     if n_comps < n_pcs:
         logger.info("--n-pcs %d capped at %d for %d cells x %d genes", n_pcs, n_comps, adata.n_obs, adata.n_vars)
     covariance = adata.n_obs > SCANPY_PCA_MAX_CELLS
-    logger.info("PCA of %d cells x %d genes: %d components (%s)", adata.n_obs, adata.n_vars, n_comps,
-                "genes' covariance" if covariance else "scanpy, ARPACK")
+    logger.info(
+        "PCA of %d cells x %d genes: %d components (%s)",
+        adata.n_obs,
+        adata.n_vars,
+        n_comps,
+        "genes' covariance" if covariance else "scanpy, ARPACK",
+    )
     if covariance:
         covariance_pca(adata, n_comps)
     else:
         sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
 
     method = auto_knn_method(adata.n_obs) if knn_method == "auto" else knn_method
-    logger.info("kNN graph: %d neighbours (self included), %s search, %d PCs", n_neighbors, method, n_comps)
+    logger.info(
+        "kNN graph: %d neighbours (self included), %s search, %d PCs; scanpy's connectivities (numba compiles "
+        "them on first use in a process, about 20 s)",
+        n_neighbors,
+        method,
+        n_comps,
+    )
     sc.pp.neighbors(
         adata,
         n_neighbors=n_neighbors,
@@ -161,14 +175,28 @@ def build_graph(
     n_components, component = connected_components(adjacency, directed=False)
     smallest = int(np.bincount(component).min())
     if n_components > 1:
-        logger.warning("the kNN graph has %d connected components (smallest: %d cells); no message passes between "
-                       "them", n_components, smallest)
+        logger.warning(
+            "the kNN graph has %d connected components (smallest: %d cells); no message passes between them",
+            n_components,
+            smallest,
+        )
     adata.uns["scdefr_graph"] = {
-        "params": {"n_pcs": n_comps, "n_pcs_requested": n_pcs, "n_neighbors": n_neighbors,
-                   "knn_method": knn_method, "knn_method_used": method, "seed": seed},
+        "params": {
+            "n_pcs": n_comps,
+            "n_pcs_requested": n_pcs,
+            "n_neighbors": n_neighbors,
+            "knn_method": knn_method,
+            "knn_method_used": method,
+            "seed": seed,
+        },
         "n_edges": int(degree.sum() // 2),
-        "degree": {"min": int(degree.min()), "median": float(np.median(degree)),
-                   "mean": float(degree.mean()), "max": int(degree.max())},
+        "degree": {
+            "min": int(degree.min()),
+            "median": float(np.median(degree)),
+            "mean": float(degree.mean()),
+            "max": int(degree.max()),
+        },
         "n_connected_components": int(n_components),
         "smallest_component": smallest,
     }
+    return None

@@ -12,30 +12,20 @@ from scipy import sparse
 
 from ..errors import ScdefrError
 from ..io import validate_raw_counts
+from ..options import QCOptions
 
 logger = logging.getLogger(__name__)
 
-MITO_PREFIXES = ("MT-", "mt-")
 # Where gene symbols live when var_names are gene ids (Cell Ranger / nf-core/scrnaseq / CELLxGENE).
 SYMBOL_COLUMNS = ("gene_symbols", "gene_symbol", "gene_name", "gene_names", "feature_name", "symbol")
 
-# Defaults keep nearly every cell of published, already gene-cut datasets (their poorest cells have
-# ~35 of ~2000 genes) while still dropping empty droplets of an unfiltered 10x matrix.
-QC_DEFAULTS = {
-    "min_genes": 20,
-    "min_counts": 1,
-    "max_counts": None,
-    "max_pct_mito": 20.0,
-    "min_cells": 3,
-    "n_top_genes": 2000,
-}
 # Highly variable genes: scanpy's Seurat-flavour bins of the mean.
 HVG_N_BINS = 20
 # qc reads the counts this many cells at a time: its working memory beyond its output is one block.
 BLOCK_CELLS = 8192
 
 
-def mito_genes(adata: ad.AnnData, prefixes: Sequence[str] = MITO_PREFIXES) -> np.ndarray:
+def mito_genes(adata: ad.AnnData, prefixes: Sequence[str] = QCOptions.mito_prefixes) -> np.ndarray:
     """Boolean mask of mitochondrial genes, matched on gene symbols (a symbol column if var_names are ids)."""
     names = adata.var_names.astype(str)
     for column in SYMBOL_COLUMNS:
@@ -45,12 +35,12 @@ def mito_genes(adata: ad.AnnData, prefixes: Sequence[str] = MITO_PREFIXES) -> np
     return np.asarray(names.str.startswith(tuple(prefixes)), dtype=bool)
 
 
-def qc_metrics(adata: ad.AnnData, *, mito_prefixes: Sequence[str] = MITO_PREFIXES) -> None:
+def qc_metrics(adata: ad.AnnData, *, mito_prefixes: Sequence[str] = QCOptions.mito_prefixes) -> None:
     """Add ``obs['n_counts', 'n_genes', 'pct_counts_mt']``, ``var['mt', 'n_cells']`` from the counts in X, in place.
 
     sc.pp.calculate_qc_metrics' totals, non-zero genes per cell and cells per gene, and percentage of
     mitochondrial counts, summed over blocks of cells: scanpy's also takes every gene's mean and
-    variance, which held a second copy of the matrix (BENCHMARKS.md, round 11).
+    variance, which holds a second copy of the matrix (benchmarks/qc_memory.py).
     """
     _add_qc_metrics(adata, _row_readable(adata.X), mito_prefixes)
 
@@ -73,33 +63,20 @@ def _cell_filters(obs: pd.DataFrame, params: dict) -> list[tuple[str, np.ndarray
         filters.append(("min_counts", obs["n_counts"].to_numpy() >= params["min_counts"]))
     if params["max_counts"] is not None:
         filters.append(("max_counts", obs["n_counts"].to_numpy() <= params["max_counts"]))
-    if params["max_pct_mito"] is not None:
-        filters.append(("max_pct_mito", obs["pct_counts_mt"].to_numpy() <= params["max_pct_mito"]))
+    filters.append(("max_pct_mito", obs["pct_counts_mt"].to_numpy() <= params["max_pct_mito"]))
     return filters
-
-
-def _check_params(params: dict) -> None:
-    for key in ("min_genes", "min_counts", "min_cells"):
-        if params[key] < 0:
-            raise ScdefrError(f"--{key.replace('_', '-')} must be >= 0, got {params[key]}")
-    if params["max_counts"] is not None and params["max_counts"] < max(params["min_counts"], 1):
-        raise ScdefrError(f"--max-counts {params['max_counts']} is below --min-counts {params['min_counts']}")
-    if params["max_pct_mito"] is not None and not 0 <= params["max_pct_mito"] <= 100:
-        raise ScdefrError(f"--max-pct-mito must be between 0 and 100, got {params['max_pct_mito']}")
-    if params["n_top_genes"] < 1:
-        raise ScdefrError(f"--n-top-genes must be >= 1, got {params['n_top_genes']}")
 
 
 def qc(
     adata: ad.AnnData,
     *,
-    min_genes: int = QC_DEFAULTS["min_genes"],
-    min_counts: int = QC_DEFAULTS["min_counts"],
-    max_counts: int | None = QC_DEFAULTS["max_counts"],
-    max_pct_mito: float | None = QC_DEFAULTS["max_pct_mito"],
-    min_cells: int = QC_DEFAULTS["min_cells"],
-    n_top_genes: int = QC_DEFAULTS["n_top_genes"],
-    mito_prefixes: Sequence[str] = MITO_PREFIXES,
+    min_genes: int = QCOptions.min_genes,
+    min_counts: int = QCOptions.min_counts,
+    max_counts: int | None = QCOptions.max_counts,
+    max_pct_mito: float = QCOptions.max_pct_mito,
+    min_cells: int = QCOptions.min_cells,
+    n_top_genes: int = QCOptions.n_top_genes,
+    mito_prefixes: Sequence[str] = QCOptions.mito_prefixes,
 ) -> ad.AnnData:
     """Filter, normalise and select genes; return a new AnnData following the qc contract.
 
@@ -110,16 +87,17 @@ def qc(
     ``uns['scdefr_qc']`` (parameters and cells/genes after each filter). Other obs columns, labels
     included, are carried along untouched.
     """
-    params = {
-        "min_genes": min_genes,
-        "min_counts": min_counts,
-        "max_counts": max_counts,
-        "max_pct_mito": max_pct_mito,
-        "min_cells": min_cells,
-        "n_top_genes": n_top_genes,
-        "mito_prefixes": list(mito_prefixes),
-    }
-    _check_params(params)
+    options = QCOptions(
+        min_genes=min_genes,
+        min_counts=min_counts,
+        max_counts=max_counts,
+        max_pct_mito=max_pct_mito,
+        min_cells=min_cells,
+        n_top_genes=n_top_genes,
+        mito_prefixes=tuple(mito_prefixes),
+    )
+    params = {name: value for name, value in options.to_dict().items() if name != "transpose"}
+    params["mito_prefixes"] = list(mito_prefixes)
     validate_raw_counts(adata.X, what="counts in X", uns=adata.uns)
     counts = _row_readable(adata.X)  # once: a CSC input is converted for the metrics and the blocks alike
     _add_qc_metrics(adata, counts, mito_prefixes)
@@ -148,8 +126,7 @@ def qc(
     cells = np.flatnonzero(keep)
 
     # From here the counts are read in blocks of cells and only the kept genes are copied, once:
-    # copying the kept cells whole and normalising them held about four times the input's memory
-    # at the peak (BENCHMARKS.md, round 11).
+    # scanpy's filter-normalise-log1p holds about four times the input at its peak (benchmarks/qc_memory.py).
     # Genes seen in no kept cell carry no information whatever --min-cells says.
     detected = _cells_detecting(counts, cells)
     genes = np.flatnonzero(detected >= max(min_cells, 1))
@@ -161,8 +138,10 @@ def qc(
         record("no_counts_left", 0, cells.size, genes.size)
 
     factors = _normalisation_factors(metrics["n_counts"].to_numpy())
-    log_blocks = (_log_normalised(block[:, genes], factors[start:start + block.shape[0]])
-                  for start, block in _blocks(counts, cells))
+    log_blocks = (
+        _log_normalised(block[:, genes], factors[start : start + block.shape[0]])
+        for start, block in _blocks(counts, cells)
+    )
     stats = _dispersions_of_blocks(log_blocks, (cells.size, genes.size), HVG_N_BINS)
     highly_variable = _highly_variable(stats, n_top_genes)
     record("highly_variable", int(highly_variable.sum()), cells.size, int(highly_variable.sum()))
@@ -208,7 +187,7 @@ def _row_readable(X):
 def _blocks(X, cells: np.ndarray):
     """``(offset, rows)``: the rows ``cells`` of X as float32 CSR without stored zeros, BLOCK_CELLS at a time."""
     for start in range(0, cells.size, BLOCK_CELLS):
-        block = sparse.csr_matrix(X[cells[start:start + BLOCK_CELLS]], dtype=np.float32)
+        block = sparse.csr_matrix(X[cells[start : start + BLOCK_CELLS]], dtype=np.float32)
         block.eliminate_zeros()
         yield start, block
 
@@ -252,7 +231,7 @@ def _log_normalised(counts: sparse.csr_matrix, factors: np.ndarray) -> sparse.cs
     for start in range(0, counts.shape[0], BLOCK_CELLS):
         stop = min(start + BLOCK_CELLS, counts.shape[0])
         values = slice(indptr[start], indptr[stop])
-        row_factors = np.repeat(factors[start:stop], np.diff(indptr[start:stop + 1]))
+        row_factors = np.repeat(factors[start:stop], np.diff(indptr[start : stop + 1]))
         np.log1p(counts.data[values] / row_factors, out=data[values])
     return sparse.csr_matrix((data, counts.indices.copy(), indptr.copy()), shape=counts.shape)
 
@@ -263,7 +242,7 @@ def _select(X, cells: np.ndarray, genes: np.ndarray) -> sparse.csr_matrix:
     blocks would hold them beside the result."""
     indptr = np.zeros(cells.size + 1, dtype=np.int64)
     for start, block in _blocks(X, cells):
-        indptr[start + 1:start + 1 + block.shape[0]] = np.diff(block[:, genes].indptr)
+        indptr[start + 1 : start + 1 + block.shape[0]] = np.diff(block[:, genes].indptr)
     np.cumsum(indptr, out=indptr)
     index_dtype = np.int32 if indptr[-1] <= np.iinfo(np.int32).max else np.int64
     data = np.empty(indptr[-1], dtype=np.float32)
@@ -279,8 +258,15 @@ def _annotations(adata: ad.AnnData, cells: np.ndarray, genes: np.ndarray) -> ad.
     """A copy of everything ``adata`` holds of ``cells`` x ``genes`` except X (obs, var, uns, obsm,
     layers, ...), as ``adata[cells, genes].copy()`` would give it, without copying X."""
     shell = ad.AnnData(
-        obs=adata.obs, var=adata.var, uns=adata.uns, obsm=dict(adata.obsm), varm=dict(adata.varm),
-        obsp=dict(adata.obsp), varp=dict(adata.varp), layers=dict(adata.layers), raw=adata.raw,
+        obs=adata.obs,
+        var=adata.var,
+        uns=adata.uns,
+        obsm=dict(adata.obsm),
+        varm=dict(adata.varm),
+        obsp=dict(adata.obsp),
+        varp=dict(adata.varp),
+        layers=dict(adata.layers),
+        raw=adata.raw,
     )
     return shell[cells, genes].copy()
 
@@ -307,7 +293,7 @@ def seurat_dispersions(X, *, n_bins: int = HVG_N_BINS, block_cells: int = BLOCK_
     with one gene gets 1), as Seurat's ``FindVariableGenes`` and scanpy's ``flavor='seurat'`` define them.
     Summed over blocks of ``block_cells`` cells: scanpy's copies the log matrix twice."""
     X = sparse.csr_matrix(X)
-    blocks = (X[start:start + block_cells] for start in range(0, X.shape[0], block_cells))
+    blocks = (X[start : start + block_cells] for start in range(0, X.shape[0], block_cells))
     return _dispersions_of_blocks(blocks, X.shape, n_bins)
 
 

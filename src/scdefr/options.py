@@ -1,0 +1,397 @@
+"""Every option of every step, declared once.
+
+Each step's options are a frozen dataclass; a field's type (``Literal`` for choices), default, bounds
+and one-line help are its only declaration. The command line (``--min-genes``), the Python API
+(``pp.qc(adata, min_genes=...)``), the Nextflow schema and ``conf/modules.config`` (checked by
+``tests/test_options.py``) all follow it, with the same names. Building a dataclass validates it, so
+a bad value stops with one line naming the option before any step runs. Torch-free: the command line
+starts without torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Literal
+
+from .errors import ScdefrError
+
+AUTO = "auto"
+Auto = Literal["auto"]
+KnnMethod = Literal["auto", "exact", "approx"]
+ZinbForm = Literal["counts", "paper"]
+GraphLoss = Literal["sampled", "paper"]
+InputScaling = Literal["scale", "none"]
+NClustersMethod = Literal["leiden", "silhouette"]
+Compression = Literal["gzip", "none"]
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def option(default, help: str, *, low=None, high=None, low_open=False, high_open=False, pipeline=True, zero=None):
+    """A dataclass field with its help line and bounds (``low``/``high``, inclusive unless ``*_open``).
+
+    ``zero`` documents what 0 means where it is special; ``pipeline=False`` keeps the option out of
+    the Nextflow parameters (settings of one process, such as logging).
+    """
+    metadata = {
+        "help": help,
+        "low": low,
+        "high": high,
+        "low_open": low_open,
+        "high_open": high_open,
+        "pipeline": pipeline,
+        "zero": zero,
+    }
+    return field(default=default, metadata=metadata)
+
+
+class Options:
+    """Mixin: validation on construction, the flag of each field, and plain-dict conversion."""
+
+    def __post_init__(self):
+        for item in dataclasses.fields(self):
+            _check_value(self, item, getattr(self, item.name))
+        self.check()
+
+    def check(self) -> None:
+        """Checks that involve several fields (none by default)."""
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(item.name for item in dataclasses.fields(cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
+
+    @classmethod
+    def pick(cls, values: dict[str, Any]) -> Options:
+        """The options named in ``values`` that belong to this group (others ignored), validated."""
+        return cls(**{name: values[name] for name in cls.names() if name in values})
+
+    def fail(self, name: str, message: str):
+        raise ScdefrError(f"{describe(name)} {message}")
+
+
+def describe(name: str) -> str:
+    """``min_genes`` as the user may know it: ``min_genes (--min-genes)``."""
+    return f"{name} (--{name.replace('_', '-')})"
+
+
+@dataclass(frozen=True)
+class CommonOptions(Options):
+    """Options of every command."""
+
+    seed: int = option(0, "random seed (PCA, kNN search, initialisation, training, UMAP)", low=0)
+    threads: int = option(
+        0,
+        "CPU threads for numerical libraries (Nextflow passes task.cpus)",
+        low=0,
+        zero="all available",
+        pipeline=False,
+    )
+    quiet: bool = option(False, "only warnings and errors: no progress bars, no progress log", pipeline=False)
+    compression: Compression = option(
+        "gzip",
+        "compression of the h5ad files written: gzip (level 1) or none "
+        "(about ten times faster to write, three times larger)",
+    )
+
+
+@dataclass(frozen=True)
+class QCOptions(Options):
+    """Cell and gene filters, normalisation and highly variable genes (``scdefr qc``, ``pp.qc``)."""
+
+    transpose: bool = option(False, "the csv/tsv table is genes x cells")
+    min_genes: int = option(20, "drop cells with fewer genes detected", low=0)
+    min_counts: int = option(1, "drop cells with fewer counts", low=0)
+    max_counts: int | None = option(None, "drop cells with more counts (doublets); none: no limit", low=1)
+    max_pct_mito: float = option(20.0, "drop cells with a higher percentage of mitochondrial counts", low=0, high=100)
+    mito_prefixes: tuple[str, ...] = option(("MT-", "mt-"), "gene-symbol prefixes of mitochondrial genes")
+    min_cells: int = option(3, "drop genes detected in fewer cells", low=0)
+    n_top_genes: int = option(2000, "highly variable genes to keep (all genes if there are fewer)", low=1)
+
+    def check(self) -> None:
+        if self.max_counts is not None and self.max_counts < self.min_counts:
+            self.fail("max_counts", f"({self.max_counts}) is below min_counts ({self.min_counts})")
+        if not self.mito_prefixes or not all(self.mito_prefixes):
+            self.fail("mito_prefixes", "must be one or more non-empty prefixes")
+
+
+@dataclass(frozen=True)
+class GraphOptions(Options):
+    """PCA and the kNN cell graph (``scdefr graph``, ``pp.build_graph``)."""
+
+    n_pcs: int = option(50, "principal components (capped for tiny inputs)", low=1)
+    n_neighbors: int = option(10, "neighbours per cell in the kNN graph, the cell itself included", low=2)
+    knn_method: KnnMethod = option(
+        "auto", "kNN search: exact, approx (pynndescent) or auto (exact up to 100,000 cells)"
+    )
+
+
+@dataclass(frozen=True)
+class NetworkOptions(Options):
+    """The shape of the scDEFR network and what its encoders see."""
+
+    hidden_dims: tuple[int, ...] = option(
+        (256, 64, 16),
+        "encoder widths, comma-separated; the last is the embedding size, the decoder mirrors them",
+        low=1,
+    )
+    sigma: float = option(
+        0.1, "layer-wise fusion: next input = (1 - sigma) * graph + sigma * autoencoder", low=0, high=1
+    )
+    dropout: float = option(0.01, "dropout of every encoder and decoder layer", low=0, high=1, high_open=True)
+    tag_hops: int = option(3, "TAGConv hops: powers A^0..A^K of the adjacency", low=0)
+    zinb_form: ZinbForm = option(
+        "counts",
+        "counts: ZINB of the raw counts scaled by size factors, separate "
+        "heads; paper: ZINB of log-normalised X, one shared head",
+    )
+    input_scaling: InputScaling = option(
+        "scale",
+        "what the encoders see of X: scale = each gene to mean 0, "
+        "variance 1, clipped at 10 (sc.pp.scale); none = X as it is",
+    )
+
+    def check(self) -> None:
+        if len(self.hidden_dims) < 2:
+            self.fail("hidden_dims", f"must be at least two widths like 256,64,16, got {list(self.hidden_dims)}")
+
+
+@dataclass(frozen=True)
+class ClusterOptions(Options):
+    """The number of clusters and how cells are assigned to them."""
+
+    n_clusters: int | Auto = option(
+        AUTO, "number of clusters K, or auto: estimated from the pre-trained embedding, never from labels", low=1
+    )
+    n_clusters_method: NClustersMethod = option(
+        "leiden", "how auto picks K: Leiden communities (>= 0.5% of cells) or the best silhouette of KMeans"
+    )
+    leiden_resolution: float = option(0.1, "Leiden resolution of n_clusters_method leiden", low=0, low_open=True)
+    max_clusters: int = option(30, "largest K that auto may choose", low=2)
+    smoothing_steps: int = option(
+        4,
+        "random-walk steps of the cell graph the soft assignments are averaged over before the argmax",
+        low=0,
+        zero="argmax of Q itself",
+    )
+    kmeans_n_init: int = option(20, "KMeans restarts of the cluster-centre initialisation", low=1)
+
+
+@dataclass(frozen=True)
+class TrainingOptions(Options):
+    """The training schedule, its learning rates and loss weights."""
+
+    pretrain_epochs: int | Auto = option(AUTO, "pre-training epochs; auto: 60 up to 20,000 cells, fewer above", low=0)
+    epochs: int | Auto = option(AUTO, "joint-training epochs; auto: 40 up to 5,000 cells, fewer above", low=0)
+    lr_pretrain: float = option(1e-3, "Adam learning rate of pre-training", low=0, low_open=True)
+    lr: float = option(3e-4, "Adam learning rate of joint training", low=0, low_open=True)
+    batch_size: int | Auto = option(
+        AUTO,
+        "cells per mini-batch (Cluster-GCN parts of the graph); auto: full batch up to 5,000 cells, else 2,048",
+        low=0,
+        zero="full batch",
+    )
+    graph_loss: GraphLoss = option(
+        "sampled",
+        "graph reconstruction: sampled = BCE on the kNN edges and as many "
+        "random pairs; paper = squared error to the normalised weights",
+    )
+    input_noise: float = option(
+        0.0, "sd of Gaussian noise added to the encoders' input in pre-training", low=0, zero="none"
+    )
+    cluster_balance: float = option(
+        1.0, "exponent b on the cluster sizes f in the DEC target q^2 / f^b (1: DEC's)", low=0
+    )
+    weight_rec_pretrain: float = option(1.0, "loss weight: graph reconstruction, pre-training", low=0)
+    weight_zinb_pretrain: float = option(0.5, "loss weight: ZINB, pre-training", low=0)
+    weight_rec: float = option(0.3, "loss weight: graph reconstruction, joint training", low=0)
+    weight_zinb: float = option(0.1, "loss weight: ZINB, joint training", low=0)
+    weight_kl: float = option(0.5, "loss weight: KL(P || Q) of the fused embedding, joint training", low=0)
+    weight_bce_graph: float = option(0.1, "loss weight: BCE(Q_graph, P_graph), joint training", low=0)
+    weight_bce_ae: float = option(0.1, "loss weight: BCE(Q_ae, P_ae), joint training", low=0)
+
+    def loss_weights(self, phase: str) -> dict[str, float]:
+        if phase == "pretrain":
+            return {"reconstruction": self.weight_rec_pretrain, "zinb": self.weight_zinb_pretrain}
+        return {
+            "reconstruction": self.weight_rec,
+            "zinb": self.weight_zinb,
+            "kl": self.weight_kl,
+            "bce_graph": self.weight_bce_graph,
+            "bce_ae": self.weight_bce_ae,
+        }
+
+
+@dataclass(frozen=True)
+class RuntimeOptions(Options):
+    """Where and how a training run goes on; a resumed run may change them."""
+
+    device: str = option(AUTO, "auto (CUDA when present), cpu, cuda or cuda:N", pipeline=False)
+    amp: bool = option(False, "bfloat16 mixed precision on CUDA (ignored on CPU)", pipeline=False)
+    log_every: int = option(10, "log the loss terms every N epochs", low=1, pipeline=False)
+    checkpoint_every: int = option(
+        0, "also save the run every N epochs", low=0, zero="only at the end of each phase", pipeline=False
+    )
+
+    def check(self) -> None:
+        if not _DEVICE.fullmatch(self.device):
+            self.fail("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class ExportOptions(Options):
+    """What the export step scores and draws (``scdefr export``)."""
+
+    label_key: str | None = option(
+        None,
+        "obs column of known labels: scores the clusters (ARI, NMI, accuracy) "
+        "and colours a second UMAP; read only at export, never by training",
+    )
+    umap_max_cells: int = option(
+        100_000,
+        "fit the UMAP on a random subsample of this many cells and place the others among their nearest fitted cells",
+        low=0,
+        zero="fit every cell",
+    )
+
+    def check(self) -> None:
+        if self.umap_max_cells == 1:
+            self.fail("umap_max_cells", "must be 0 (every cell) or at least 2")
+        if self.label_key is not None and not self.label_key.strip():
+            self.fail("label_key", "must name an obs column")
+
+
+@dataclass(frozen=True)
+class SimulateOptions(Options):
+    """Simulated counts with planted cell types (``scdefr simulate``)."""
+
+    n_cells: int = option(2000, "number of cells", low=1, pipeline=False)
+    n_genes: int = option(2000, "number of genes (13 of them mitochondrial, MT-...)", low=1, pipeline=False)
+    n_clusters: int = option(6, "number of planted cell types", low=1, pipeline=False)
+    marker_lfc: float = option(
+        0.8,
+        "median natural-log fold change of marker genes (larger: easier to separate)",
+        low=0,
+        low_open=True,
+        pipeline=False,
+    )
+    parts: int = option(
+        1,
+        "draw the counts in this many slices of cells, --threads processes at a time, each "
+        "from its own random stream (the counts then depend on --parts)",
+        low=1,
+        pipeline=False,
+    )
+
+    def check(self) -> None:
+        if self.n_clusters > self.n_cells:
+            self.fail("n_clusters", f"({self.n_clusters}) exceeds n_cells ({self.n_cells})")
+        if self.parts > self.n_cells:
+            self.fail("parts", f"({self.parts}) exceeds n_cells ({self.n_cells})")
+
+
+# The option groups of each step; ``scdefr run`` takes them all (their names are unique across steps).
+STEP_OPTIONS: dict[str, tuple[type[Options], ...]] = {
+    "qc": (QCOptions,),
+    "graph": (GraphOptions,),
+    "train": (ClusterOptions, NetworkOptions, TrainingOptions, RuntimeOptions),
+    "export": (ExportOptions,),
+}
+MODEL_OPTIONS = STEP_OPTIONS["train"]
+# Every command's groups besides CommonOptions.
+COMMAND_OPTIONS: dict[str, tuple[type[Options], ...]] = {
+    "simulate": (SimulateOptions,),
+    **STEP_OPTIONS,
+    "run": tuple(group for groups in STEP_OPTIONS.values() for group in groups),
+}
+
+
+def model_option_names() -> set[str]:
+    """Keywords of :class:`scdefr.model.SCDEFR` and ``tl.scdefr`` besides ``seed``."""
+    return {name for group in MODEL_OPTIONS for name in group.names()}
+
+
+@cache
+def field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def kind(annotation) -> tuple[str, tuple]:
+    """The option's kind for parsing and checking: ('bool'|'int'|'float'|'str'|'choice'|'tuple', extras),
+    plus whether ``None`` and ``'auto'`` are allowed (as extras ``'none'``/``'auto'``)."""
+    extras = []
+    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, _UNION) else (annotation,)
+    base = []
+    for arg in args:
+        if arg is type(None):
+            extras.append("none")
+        elif typing.get_origin(arg) is Literal and typing.get_args(arg) == (AUTO,) and len(args) > 1:
+            extras.append("auto")
+        else:
+            base.append(arg)
+    (main,) = base
+    if typing.get_origin(main) is Literal:
+        return "choice", (typing.get_args(main), *extras)
+    if typing.get_origin(main) is tuple:
+        return "tuple", (typing.get_args(main)[0], *extras)
+    return main.__name__, tuple(extras)
+
+
+_UNION = type(int | None)
+
+
+def _check_value(options: Options, item: dataclasses.Field, value) -> None:
+    name, meta = item.name, item.metadata
+    what, extras = kind(field_types(type(options))[name])
+    if value is None and "none" in extras:
+        return
+    if value == AUTO and "auto" in extras:
+        return
+    if what == "choice":
+        choices = extras[0]
+        if value not in choices:
+            options.fail(name, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return
+    if what == "bool":
+        if not isinstance(value, bool):
+            options.fail(name, f"must be true or false, got {value!r}")
+        return
+    if what == "str":
+        if not isinstance(value, str):
+            options.fail(name, f"must be text, got {value!r}")
+        return
+    if what == "tuple":
+        element = extras[0]
+        if not isinstance(value, tuple) or not all(_is(v, element) for v in value):
+            options.fail(name, f"must be a list of {element.__name__} values, got {value!r}")
+        for number in value if element in (int, float) else ():
+            _check_bounds(options, name, meta, number)
+        return
+    expected = int if what == "int" else float
+    if not _is(value, expected):
+        alternatives = " or 'auto'" if "auto" in extras else ""
+        options.fail(name, f"must be {'an integer' if expected is int else 'a number'}{alternatives}, got {value!r}")
+    _check_bounds(options, name, meta, value)
+
+
+def _is(value, expected: type) -> bool:
+    if isinstance(value, bool):
+        return expected is bool
+    if expected is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, expected)
+
+
+def _check_bounds(options: Options, name: str, meta, value) -> None:
+    low, high = meta["low"], meta["high"]
+    if low is not None and (value < low or (meta["low_open"] and value == low)):
+        options.fail(name, f"must be {'>' if meta['low_open'] else '>='} {low:g}, got {value!r}")
+    if high is not None and (value > high or (meta["high_open"] and value == high)):
+        options.fail(name, f"must be {'<' if meta['high_open'] else '<='} {high:g}, got {value!r}")
