@@ -7,6 +7,7 @@ import os
 import anndata as ad
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 KEPT_COLOUR = "#1f77b4"
 REMOVED_COLOUR = "#d62728"
@@ -15,29 +16,53 @@ THRESHOLD_COLOUR = "#444444"
 
 def _data_limits(values: np.ndarray, *, log: bool) -> tuple[float, float]:
     """Axis range of the data alone, so a threshold far outside it does not squash the histogram."""
+    if log:
+        low, high = np.log10(max(float(values.min()), 1.0)), np.log10(max(float(values.max()), 1.0))
+        pad = max(0.03 * (high - low), 0.05)
+        return 10 ** (low - pad), 10 ** (high + pad)
     low, high = float(values.min()), float(values.max())
     pad = 0.03 * (high - low or 1.0)
-    return (low - pad, high + pad) if not log else (low - max(pad, 0.05), high + max(pad, 0.05))
+    return low - pad, high + pad
+
+
+def _plain_log_axis(axis) -> None:
+    """Ticks of a log axis at 1, 2 and 5 times powers of ten, labelled as plain numbers (1,000 not 10^3)."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _draw_thresholds(ax, thresholds: dict[str, float], limits: tuple[float, float]) -> None:
+    """A dashed line per threshold inside the range shown; one outside it is named in the legend only."""
+    for (name, value), style in zip(thresholds.items(), ("--", ":"), strict=False):
+        if limits[0] <= value <= limits[1]:
+            ax.axvline(value, color=THRESHOLD_COLOUR, linestyle=style, linewidth=1.2, label=name)
+        else:
+            side = "below" if value < limits[0] else "above"
+            ax.plot([], [], " ", label=f"{name} ({side} every cell)")
 
 
 def _hist(ax, values, kept, *, bins, title, xlabel, thresholds, log_x=False, limits=None):
+    limits = limits or _data_limits(values, log=log_x)
     if log_x:
-        values = np.log10(np.maximum(values, 1))
-        thresholds = {name: np.log10(max(t, 1)) for name, t in thresholds.items()}
-        xlabel = f"log10 {xlabel}"
-    edges = np.histogram_bin_edges(values, bins=bins)
+        values = np.maximum(values, 1)
+        edges = np.logspace(np.log10(limits[0]), np.log10(limits[1]), bins + 1)
+        ax.set_xscale("log")
+        _plain_log_axis(ax.xaxis)
+    else:
+        edges = np.histogram_bin_edges(values, bins=bins, range=limits)
     groups = [(values[kept], KEPT_COLOUR, f"kept ({kept.sum():,})")]
     if (~kept).any():
         groups.append((values[~kept], REMOVED_COLOUR, f"removed ({(~kept).sum():,})"))
     ax.hist(
         [g[0] for g in groups], bins=edges, stacked=True, color=[g[1] for g in groups], label=[g[2] for g in groups]
     )
-    for (name, value), style in zip(thresholds.items(), ("--", ":"), strict=False):
-        ax.axvline(value, color=THRESHOLD_COLOUR, linestyle=style, linewidth=1.2, label=name)
-    ax.set_xlim(*(limits or _data_limits(values, log=log_x)))
+    _draw_thresholds(ax, thresholds, limits)
+    ax.set_xlim(*limits)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("cells")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8, loc="best", frameon=False)
 
 
@@ -68,7 +93,7 @@ def qc_plot(
         kept,
         bins=60,
         title="Counts per cell",
-        xlabel="counts",
+        xlabel="counts (log scale)",
         thresholds=count_thresholds,
         log_x=True,
     )
@@ -76,12 +101,10 @@ def qc_plot(
     _hist(
         axes[0, 1], n_genes, kept, bins=60, title="Genes detected per cell", xlabel="genes", thresholds=gene_thresholds
     )
-    mito_thresholds = {}
-    if params["max_pct_mito"] is not None:
-        mito_thresholds[f"max-pct-mito {params['max_pct_mito']:g}"] = params["max_pct_mito"]
+    mito_thresholds = {f"max-pct-mito {params['max_pct_mito']:g}": params["max_pct_mito"]}
     has_mito = summary["mito_genes"] > 0
     if has_mito:
-        mito_high = max(float(pct_mito.max()), params["max_pct_mito"] or 0.0)
+        mito_high = max(float(pct_mito.max()), params["max_pct_mito"])
         _hist(
             axes[1, 0],
             pct_mito,
@@ -123,16 +146,17 @@ def qc_plot(
             label="removed",
         )
         scatter.legend(fontsize=8, loc="upper left", frameon=False)
-    if params["min_genes"]:
+    x_limits, y_limits = _data_limits(n_counts, log=True), _data_limits(n_genes, log=False)
+    if params["min_genes"] and y_limits[0] <= params["min_genes"] <= y_limits[1]:
         scatter.axhline(params["min_genes"], color=THRESHOLD_COLOUR, linestyle="--", linewidth=1)
     for limit in (params["min_counts"], params["max_counts"]):
-        if limit:
+        if limit and x_limits[0] <= limit <= x_limits[1]:
             scatter.axvline(limit, color=THRESHOLD_COLOUR, linestyle="--", linewidth=1)
     scatter.set_xscale("log")
-    low, high = _data_limits(np.log10(np.maximum(n_counts, 1)), log=True)
-    scatter.set_xlim(10**low, 10**high)
-    scatter.set_ylim(*_data_limits(n_genes, log=False))
-    scatter.set_xlabel("counts")
+    _plain_log_axis(scatter.xaxis)
+    scatter.set_xlim(*x_limits)
+    scatter.set_ylim(*y_limits)
+    scatter.set_xlabel("counts (log scale)")
     scatter.set_ylabel("genes detected")
     scatter.set_title("Genes vs counts")
     if has_mito:
