@@ -1,8 +1,7 @@
 """Result plots: the embedding coloured by cluster (and labels), loss curves, cluster sizes.
 
-Figures are built with ``matplotlib.figure.Figure`` (no pyplot state), so they are safe to make in any
-thread and never pop up windows. ``save`` writes a PNG whatever the file's suffix, so atomic temporary
-names work.
+The embedding is scanpy's plot; the others are built on ``matplotlib.figure.Figure`` (no pyplot
+state). ``save`` writes a PNG whatever the file's suffix, so atomic temporary names work.
 """
 
 from __future__ import annotations
@@ -59,35 +58,47 @@ def embedding(
     suptitle: str | None = None,
     save: str | os.PathLike | None = None,
 ) -> Figure:
-    """Scatter of ``obsm[basis]`` (first two dimensions), one panel per categorical ``obs`` column.
+    """:func:`scanpy.pl.embedding` of ``obsm[basis]``, one panel per categorical ``obs`` column.
 
-    Points are drawn in a seeded random order so no category hides the others; point size shrinks
-    with the number of cells.
+    Cells are drawn in a seeded random order so no category hides the others, and each legend entry
+    gives the category's number of cells.
     """
-    coords = np.asarray(adata.obsm[basis])[:, :2]
-    n = coords.shape[0]
-    size = float(np.clip(20_000 / max(n, 1), 0.3, 30))
-    order = np.random.default_rng(0).permutation(n)
-    fig = Figure(figsize=(6.2 * len(keys), 5.2), layout="constrained")
-    axes = fig.subplots(1, len(keys), squeeze=False)[0]
-    for i, (ax, key) in enumerate(zip(axes, keys, strict=False)):
-        values = _categories(adata.obs[key])
-        colours = np.array(palette(len(values.categories)) + ["#dddddd"])
-        codes = np.where(values.codes < 0, len(values.categories), values.codes)  # NaN labels grey
-        ax.scatter(coords[order, 0], coords[order, 1], c=colours[codes[order]], s=size, linewidths=0, rasterized=True)
-        counts = pd.Series(values).value_counts()
-        for j, name in enumerate(values.categories):
-            ax.scatter([], [], color=colours[j], s=30, label=f"{name} ({counts.get(name, 0):,})")
-        _legend_outside(ax, len(values.categories))
-        ax.set_title(titles[i] if titles else key, fontsize=11)
-        ax.set_xlabel(f"{basis.removeprefix('X_').upper()} 1")
-        ax.set_ylabel(f"{basis.removeprefix('X_').upper()} 2")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_aspect("equal", adjustable="datalim")
+    import anndata as ad
+    import matplotlib.pyplot as plt
+    import scanpy as sc
+
+    order = np.random.default_rng(0).permutation(adata.n_obs)
+    columns = {key: _with_counts(adata.obs[key]) for key in keys}
+    shuffled = ad.AnnData(
+        obs=pd.DataFrame(columns, index=adata.obs_names).iloc[order],
+        obsm={f"X_{basis.removeprefix('X_')}": np.asarray(adata.obsm[basis])[order, :2]},
+    )
+    name = basis.removeprefix("X_")  # scanpy labels the axes UMAP1, UMAP2 for basis 'umap' (obsm['X_umap'])
+    with plt.rc_context({"figure.figsize": (5.2, 5.2)}):
+        fig = sc.pl.embedding(
+            shuffled,
+            name,
+            color=keys,
+            title=titles or keys,
+            show=False,
+            return_fig=True,
+            legend_fontsize=8,
+            frameon=True,
+            size=float(np.clip(120_000 / adata.n_obs, 0.5, 60)),
+            wspace=0.4,
+        )
     if suptitle:
         fig.suptitle(suptitle, fontsize=12)
-    return _save(fig, save)
+    _save(fig, save)
+    plt.close(fig)  # scanpy draws with pyplot, which would keep every figure alive
+    return fig
+
+
+def _with_counts(values) -> pd.Categorical:
+    """The categories renamed ``name (cells)``, in their order; missing labels stay missing."""
+    values = _categories(values)
+    counts = pd.Series(values).value_counts()
+    return values.rename_categories([f"{name} ({counts.get(name, 0):,})" for name in values.categories])
 
 
 def loss_curves(history: dict, *, title: str | None = None, save: str | os.PathLike | None = None) -> Figure:
