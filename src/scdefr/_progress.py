@@ -38,3 +38,27 @@ def progress(*, total: int, desc: str, unit: str, initial: int = 0):
         dynamic_ncols=interactive,
         leave=interactive,
     )
+
+
+class Stages:
+    """A bar over the named stages of a step: the stage running is shown beside the elapsed time."""
+
+    def __init__(self, desc: str, names: list[str]):
+        self.names = names
+        self.bar = progress(total=len(names), desc=desc, unit="stage")
+        self.current: str | None = None
+
+    def __call__(self, name: str) -> None:
+        """Mark the previous stage done and ``name`` (one of the declared names) running."""
+        if self.current is not None:
+            self.bar.update(1)
+        self.current = name
+        self.bar.set_postfix_str(name)
+
+    def __enter__(self) -> Stages:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None and self.current is not None:
+            self.bar.update(1)
+        self.bar.close()

@@ -42,6 +42,7 @@ def random_walk(binary: sparse.spmatrix) -> sparse.csr_matrix:
     return (sparse.diags(1.0 / degree) @ binary.astype(np.float64)).tocsr()
 
 
+# PyG's gcn_norm computes the same matrix, but on torch tensors: the graph step runs in an image without torch.
 def normalized_adjacency(knn: sparse.spmatrix) -> sparse.csr_matrix:
     """``D^-1/2 (A + I) D^-1/2`` where ``A`` is the binary kNN graph ``knn`` symmetrised (edge if either way)."""
     return symmetric_normalized(pattern(knn, symmetrise=True))

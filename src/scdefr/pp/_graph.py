@@ -10,6 +10,7 @@ import scanpy as sc
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
+from .._progress import Stages
 from ..adjacency import normalized_adjacency
 from ..errors import ScdefrError
 from ..options import GraphOptions
@@ -148,28 +149,26 @@ def build_graph(
         n_comps,
         "genes' covariance" if covariance else "scanpy, ARPACK",
     )
-    if covariance:
-        covariance_pca(adata, n_comps)
-    else:
-        sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
-
     method = auto_knn_method(adata.n_obs) if knn_method == "auto" else knn_method
-    logger.info(
-        "kNN graph: %d neighbours (self included), %s search, %d PCs; scanpy's connectivities (numba compiles "
-        "them on first use in a process, about 20 s)",
-        n_neighbors,
-        method,
-        n_comps,
-    )
-    sc.pp.neighbors(
-        adata,
-        n_neighbors=n_neighbors,
-        use_rep="X_pca",
-        transformer=KNN_TRANSFORMERS[method],
-        random_state=seed,
-    )
-
-    adjacency = normalized_adjacency(knn_binary(adata.obsp["distances"], n_neighbors))
+    with Stages("graph", ["PCA", "kNN search and connectivities", "normalised adjacency"]) as stage:
+        stage("PCA")
+        if covariance:
+            covariance_pca(adata, n_comps)
+        else:
+            sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
+        stage("kNN search and connectivities")
+        logger.info(
+            "kNN graph: %d neighbours (self included), %s search, %d PCs; scanpy's connectivities (numba compiles "
+            "them on first use in a process, about 20 s)",
+            n_neighbors,
+            method,
+            n_comps,
+        )
+        sc.pp.neighbors(
+            adata, n_neighbors=n_neighbors, use_rep="X_pca", transformer=KNN_TRANSFORMERS[method], random_state=seed
+        )
+        stage("normalised adjacency")
+        adjacency = normalized_adjacency(knn_binary(adata.obsp["distances"], n_neighbors))
     adata.obsp["scdefr_adjacency"] = adjacency
     degree = np.diff(adjacency.indptr) - 1  # neighbours in the symmetrised graph, self-loop not counted
     n_components, component = connected_components(adjacency, directed=False)
