@@ -1,5 +1,6 @@
-"""The benchmark scripts' record keeping: results tables that grow columns, and the figures read
-from ``scdefr run``'s log. Benchmarks themselves are not run here (they take hours)."""
+"""The maintained benchmark scripts (benchmarks/), each on a small input: the tables they record and
+summarise, the figures they read from ``scdefr run``'s log, and what each measurement compares.
+The benchmarks themselves are not run here (they take hours)."""
 
 from __future__ import annotations
 
