@@ -2,7 +2,7 @@
 
 The last step of the network, ``z = alpha * softmax(z z^T) z + z``, attends from every cell to every
 cell: in a whole-graph pass its time is quadratic in the cells (about 2.5 min per pass at 200,000
-cells on 2 cores, round 10). Above ``scdefr.nn.layers.ATTENTION_MAX_KEYS`` cells it now attends to
+cells on 2 cores). Above ``scdefr.nn.layers.ATTENTION_MAX_KEYS`` cells it now attends to
 an evenly spaced subset of them. This script loads a trained model with its graph file and reads
 the clusters as the package does (``SCDEFR.predict``: one whole-graph pass, Q averaged over the
 graph), once per setting of ``--keys`` (0: every cell as a key, the reference; -1: without the term,

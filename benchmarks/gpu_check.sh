@@ -17,8 +17,8 @@
 # REAL_RUNS=0 skips stage 2 (default: 2 runs). DROP_STEP_FILES=1 deletes each step's h5ad once the
 # next step has read it: at 1M cells x 2,000 genes each file holds 11 GB.
 # For a machine lent by the call (a run that may outlast one call): start this script detached
-# (setsid) and collect its logs with benchmarks/gpu_collect.sh, in this call and the next. Round 12
-# ran 1M cells so, with the wheels of benchmarks/gpu_wheels.sh installed in /tmp/site:
+# (setsid) and collect its logs with benchmarks/gpu_collect.sh, in this call and the next. 1M cells
+# run so, with the wheels of benchmarks/gpu_wheels.sh installed in /tmp/site:
 #   setsid nohup env REAL_RUNS=0 DROP_STEP_FILES=1 RUN_ARGS='--compression none' \
 #       benchmarks/gpu_check.sh /tmp/g DATASET 1000000 >/tmp/g.out 2>&1 </dev/null &
 #   benchmarks/gpu_collect.sh /tmp/g 545 "$OUT"          (the next call: the last line alone)

@@ -1,8 +1,8 @@
-"""How the final labels are read off a trained model: a diagnostic.
+"""How the final labels are read off a trained model: the measurement behind ``--smoothing-steps``.
 
-The paper labels each cell by the argmax of its soft assignment Q. This script trains once per
-dataset and seed (package defaults, true k or ``--k auto``, ``smoothing_steps=0``), caches z and Q, and scores
-label-free rules that read the same trained model: Q averaged over t random-walk steps of the cell
+This script trains once per dataset and seed (package defaults, true k or ``--k auto``,
+``smoothing_steps=0``), caches z and Q, and scores label-free rules that read the same trained
+model: the argmax of Q (DEC's read-out), Q averaged over t random-walk steps of the cell
 graph (``tl.smooth_assignments``, what the package does), Q propagated t times with the graph
 step's symmetric adjacency, KMeans on z, and Leiden on the kNN graph of z with its resolution
 bisected to the model's K. Labels only score; the true k is what
@@ -62,7 +62,7 @@ def symmetric_smoothing(q: np.ndarray, adjacency, steps: int) -> np.ndarray:
 
 
 def rules(adata, z: np.ndarray, q: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Labels of each rule: ``argmax_q`` (the paper's), ``q_walk{t}`` (the package's
+    """Labels of each rule: ``argmax_q`` (DEC's), ``q_walk{t}`` (the package's
     ``tl.smooth_assignments``), ``q_sym{t}`` (the symmetric propagation), ``kmeans_z``, ``leiden_z_k``."""
     from sklearn.cluster import KMeans
     from sklearn.neighbors import kneighbors_graph

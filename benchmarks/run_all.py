@@ -1,4 +1,4 @@
-"""The whole benchmark suite of issue #7 (what ``make benchmark`` runs), one part after another.
+"""The maintained benchmark suite (what ``make benchmark`` runs), one part after another.
 
 1. baselines (Leiden default, Leiden at true k, KMeans on PCA) on every dataset and seed;
 2. scDEFR with the true number of types and with ``n_clusters='auto'``, package defaults;
@@ -6,13 +6,13 @@
    input + shared head) and the two graph losses ('sampled', 'paper') on two datasets;
 4. speed and memory of ``scdefr run`` / ``scdefr train`` on simulated data of growing size.
 
-Results are appended to ``benchmarks/results/*.csv`` as each run finishes; BENCHMARKS.md explains
-them. On 2 CPU cores the full suite takes most of a day (about 3-4 s per epoch for 4,000 cells on
-one thread, 100 epochs per run, about 50 runs; see BENCHMARKS.md): run it on a GPU or many cores. ``--quick`` is a smoke run
-of every script (2 datasets, 1 seed, 10 + 5 epochs, 5k-cell scaling with 2 + 2 epochs); its
-clustering numbers mean nothing.
+Results are appended to ``benchmarks/results/*.csv`` as each run finishes; ``summarise.py`` turns
+them into the tables of BENCHMARKS.md. On 2 CPU cores the full suite takes several hours (about
+60 training runs of 2-10 minutes each on one thread, then the speed sweep): run it on a GPU or many
+cores. ``--quick`` is a smoke run of every part (2 datasets, 1 seed, 10 + 5 epochs, 5k-cell scaling with 2 + 2 epochs);
+its clustering numbers mean nothing.
 
-    python benchmarks/run_all.py [--quick] [--skip baselines quality zinb scaling]
+    python benchmarks/run_all.py [--quick] [--skip baselines quality zinb graph_loss scaling]
 """
 
 from __future__ import annotations

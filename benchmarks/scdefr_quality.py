@@ -51,8 +51,8 @@ def run_one(name: str, seed: int, k_mode: str, params: dict, tag: str, prep: dic
         tl.scdefr(training_view, n_clusters=n_clusters, seed=seed, **params)
     info = training_view.uns["scdefr"]
     labels = training_view.obs["scdefr_cluster"].to_numpy()
-    # Diagnostic beside the model's own labels (argmax Q): KMeans on the final embedding with the
-    # model's K, as the paper's evaluation does.
+    # Diagnostic beside the model's own labels: KMeans on the final embedding with the model's K
+    # (one of the two candidates the paper's code picks between with the labels).
     from sklearn.cluster import KMeans
 
     kmeans_labels = KMeans(n_clusters=len(set(labels)), n_init=20, random_state=seed).fit_predict(

@@ -1,5 +1,6 @@
-"""The benchmark scripts' record keeping: results tables that grow columns, and the figures read
-from ``scdefr run``'s log. Benchmarks themselves are not run here (they take hours)."""
+"""The maintained benchmark scripts (benchmarks/), each on a small input: the tables they record and
+summarise, the figures they read from ``scdefr run``'s log, and what each measurement compares.
+The benchmarks themselves are not run here (they take hours)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ import pytest
 
 @pytest.fixture
 def benchmarks(monkeypatch, tmp_path, repo_root):
-    """The benchmarks' shared module, writing its tables into a temporary folder."""
+    """The benchmarks' shared module, writing its tables into a temporary folder. The scripts a
+    test imports are forgotten afterwards: they bind the results folder when imported."""
     monkeypatch.syspath_prepend(str(repo_root / "benchmarks"))
     common = importlib.import_module("_common")
     monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    before = set(sys.modules)
     yield common
-    sys.modules.pop("scaling", None)
+    for name in set(sys.modules) - before:
+        if (getattr(sys.modules[name], "__file__", None) or "").startswith(str(repo_root / "benchmarks")):
+            del sys.modules[name]
 
 
 def read_table(path):
@@ -69,40 +74,6 @@ def test_scaling_times_a_step_and_reads_its_peak_memory(benchmarks, tmp_path):
     assert scaling.gpu_peak("no GPU here") == {}
 
 
-def test_partition_probe_methods_find_well_separated_groups(benchmarks):
-    """Each partition the probe compares finds three far-apart blobs, with exactly k groups
-    (Leiden by bisecting its resolution)."""
-    import numpy as np
-    from sklearn.metrics import adjusted_rand_score
-
-    probe = importlib.import_module("partition_probe")
-    rng = np.random.default_rng(0)
-    planted = np.repeat([0, 1, 2], 60)
-    embedding = rng.normal(size=(180, 4)) + 20.0 * np.eye(4)[planted]
-    for method in probe.METHODS:
-        labels = probe.partition(method, embedding, 3, seed=0)
-        assert len(set(labels)) == 3, method
-        assert adjusted_rand_score(planted, labels) == 1.0, method
-
-
-def test_partition_probe_pools_seeds_into_one_partition(benchmarks):
-    """Three runs, each a noisy view of the same three groups: each pooled partition matches the
-    groups better than the runs' own KMeans partitions do on average."""
-    import numpy as np
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import adjusted_rand_score
-
-    probe = importlib.import_module("partition_probe")
-    rng = np.random.default_rng(1)
-    planted = np.repeat([0, 1, 2], 60)
-    centres = 3.0 * np.eye(3)
-    runs = [centres[planted] + rng.normal(size=(180, 3)) for _ in range(3)]
-    single = np.mean([adjusted_rand_score(planted, KMeans(3, n_init=20, random_state=0).fit_predict(z)) for z in runs])
-    for method, labels in probe.consensus_partitions(runs, 3).items():
-        pooled = adjusted_rand_score(planted, labels)
-        assert pooled > single + 0.05, (method, pooled, single)
-
-
 def test_partition_cost_counts_the_edges_parts_and_batches_keep(benchmarks):
     """On a chain of 8 cells cut into halves, one of the 7 edges crosses the cut; both modes
     are measured whatever the size."""
@@ -121,27 +92,6 @@ def test_partition_cost_counts_the_edges_parts_and_batches_keep(benchmarks):
         row = cost.measure(data, mode, batch_size=4, seed=0)
         assert row["n_parts"] == 8 and row["edges_in_part"] == 0.0  # 8 parts of one cell
         assert 0.0 <= row["edges_in_batch"] <= 1.0
-
-
-def test_score_trained_scores_clusters_and_kmeans_against_labels(benchmarks, tmp_path):
-    """A trained file whose clusters are the labels renamed scores 1; KMeans at the true k on an
-    embedding with three far-apart groups scores 1 as well."""
-    import anndata as ad
-    import numpy as np
-    import pandas as pd
-
-    planted = np.repeat(["a", "b", "c"], 20)
-    adata = ad.AnnData(np.zeros((60, 2), dtype=np.float32))
-    adata.obs["cell_type"] = planted
-    adata.obs["scdefr_cluster"] = pd.Categorical(np.repeat(["2", "0", "1"], 20))
-    adata.obsm["X_scdefr"] = np.repeat(np.eye(3) * 10, 20, axis=0) + np.random.default_rng(0).normal(size=(60, 3))
-    adata.uns["scdefr"] = {"params": {"training": {"seed": 4}}}
-    adata.write_h5ad(tmp_path / "trained.h5ad")
-
-    importlib.import_module("score_trained").main([str(tmp_path / "trained.h5ad"), "--tag", "t"])
-    (row,) = read_table(tmp_path / "trained_scores.csv")
-    assert (row["seed"], row["n_clusters"]) == ("4", "3")
-    assert float(row["ari"]) == 1.0 and float(row["kmeans_true_k_ari"]) == 1.0
 
 
 def test_label_rules_smoothing_recovers_flipped_cells_and_is_summarised(benchmarks, tmp_path):
@@ -169,8 +119,33 @@ def test_label_rules_smoothing_recovers_flipped_cells_and_is_summarised(benchmar
     benchmarks.append_rows("label_rules.csv", rows)
     benchmarks.append_rows("baselines.csv", [{"dataset": "d", "seed": seed, "method": "leiden_default", "ari": ari}
                                              for seed, ari in ((0, 0.55), (1, 0.55), (3, 0.9))])  # seed 3: no run
-    table = importlib.import_module("summarise").label_rules_table("t", ["argmax_q", "q_walk4"])
+    summarise = importlib.import_module("summarise")
+    table = summarise.label_rules_table(["t"], ["argmax_q", "q_walk4"])
     assert "| d | 2 | 0.550 ± 0.071 | 0.650 ± 0.071 | 0.550 |" in table
+
+    # seeds run apart under another tag pool with the first; the Leiden bar follows the seeds
+    benchmarks.append_rows("label_rules.csv", [{"tag": "t3", "dataset": "d", "seed": 3, "rule": "q_walk4", "ari": 0.8}])
+    pooled = summarise.label_rules_table(["t", "t3"], ["q_walk4"])
+    assert "| d | 3 | 0.700 ± 0.100 | 0.667 |" in pooled
+    assert "| d | 1 | 0.600 (1 seed) | 0.550 |" in summarise.label_rules_table(["t", "t3"], ["q_walk4"], seeds=[0])
+
+
+def test_quality_table_keeps_the_seeds_asked_for_and_the_baselines_of_those_seeds(benchmarks):
+    """Runs of one tag over five seeds summarised over three: the mean, sd and the best baseline are
+    those of seeds 0-2 only, the true-k and auto rows apart."""
+    rows = [{"tag": "t", "dataset": "d", "seed": seed, "k_mode": k_mode, "true_k": 4, "n_clusters": 4,
+             "ari": ari, "nmi": 0.5, "acc": 0.5, "kmeans_z_ari": 0.4, "train_s": 10.0}
+            for k_mode, shift in (("true", 0.0), ("auto", 0.2)) for seed, ari in enumerate((0.5, 0.6, 0.7, 0.1, 0.1))
+            for ari in [ari + shift]]
+    benchmarks.append_rows("scdefr_quality.csv", rows)
+    benchmarks.append_rows("baselines.csv", [{"dataset": "d", "seed": seed, "method": "kmeans_pca", "ari": ari}
+                                             for seed, ari in enumerate((0.3, 0.3, 0.3, 0.9, 0.9))])
+    summarise = importlib.import_module("summarise")
+    table = summarise.quality_table(["t"], seeds=[0, 1, 2])
+    assert "| d | t | true | 3 | 0.600 ± 0.100 |" in table and "0.300 (kmeans_pca) |" in table
+    assert "| d | t | auto | 3 | 0.800 ± 0.100 |" in table
+    every_seed = summarise.quality_table(["t"])
+    assert "| d | t | true | 5 | 0.400 ± 0.283 |" in every_seed and "0.540 (kmeans_pca) |" in every_seed
 
 
 def test_label_rules_hands_params_to_training_with_the_read_out_off_and_no_labels(benchmarks, tmp_path, monkeypatch):
