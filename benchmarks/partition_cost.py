@@ -2,7 +2,7 @@
 
 Mini-batch training cuts the cells into parts by KMeans on the PCA coordinates and trains on a
 few parts at a time, so the kNN edges inside a batch are the ones it sees. A flat KMeans costs
-cells x parts per iteration, quadratic in the cells; `scdefr.training.partition_cells` switches
+cells x parts per iteration, quadratic in the cells; `scdefr.data_layer.partition_cells` switches
 to two levels above `flat_max_parts`. For each input this script times both (forced through
 that argument, whatever the size) and, for a
 graph h5ad (output of ``scdefr graph``), reports the share of the kNN edges (self-loops left out)
@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from _common import append_rows
-from scdefr import training
+from scdefr import data as data_layer
 
 RESULTS_FILE = "partition_cost.csv"
 
@@ -51,7 +51,7 @@ def edges_kept(adjacency, part_of: np.ndarray) -> float:
 
 def measure(data: SimpleNamespace, mode: str, batch_size: int, seed: int) -> dict:
     started = time.perf_counter()
-    parts = training.partition_cells(data, batch_size, seed, flat_max_parts=np.inf if mode == "flat" else 0)
+    parts = data_layer.partition_cells(data, batch_size, seed, flat_max_parts=np.inf if mode == "flat" else 0)
     seconds = time.perf_counter() - started
     sizes = np.array([len(part) for part in parts])
     row = {"input": data.name, "n_cells": data.n_cells, "mode": mode, "seed": seed, "batch_size": batch_size,
@@ -63,7 +63,7 @@ def measure(data: SimpleNamespace, mode: str, batch_size: int, seed: int) -> dic
             part_of[part] = index
         order = np.random.default_rng(seed).permutation(len(parts))
         batch_of = np.empty(len(parts), dtype=np.int64)
-        batch_of[order] = np.arange(len(parts)) // training.PARTS_PER_BATCH  # as _batch_stream groups them
+        batch_of[order] = np.arange(len(parts)) // data_layer.PARTS_PER_BATCH  # as scdefr.data.batches groups them
         row.update(edges_in_part=round(edges_kept(data.adjacency, part_of), 4),
                    edges_in_batch=round(edges_kept(data.adjacency, batch_of[part_of]), 4))
     return row
@@ -77,7 +77,7 @@ def main(argv=None):
     parser.add_argument("--simulate", nargs="*", type=int, default=[], help="numbers of simulated cells")
     parser.add_argument("--modes", nargs="+", choices=("flat", "two_level"), default=["flat", "two_level"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--batch-size", type=int, default=training.AUTO_BATCH_SIZE)
+    parser.add_argument("--batch-size", type=int, default=data_layer.AUTO_BATCH_SIZE)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tag", default="v9_partition_cost")
     args = parser.parse_args(argv)
