@@ -223,7 +223,7 @@ def test_cli_parts_concatenate_the_slices(tmp_path):
 @pytest.mark.parametrize("parts", ["1", "2"])
 def test_cli_unwritable_output_folder_is_one_line(parts, capsys):
     """A folder the process cannot create files in (/proc: os.access says yes to root) ends in one
-    line and exit 2, for the single write and for the parts' scratch folder."""
+    line and exit 4 (the system refused the write), for the single write and for the parts' scratch folder."""
     from scdefr.cli import main
 
     assert (
