@@ -172,6 +172,8 @@ class SCDEFR:
             },
             "device": str(self.device),
             "seed": self.seed,
+            # what was done that the options did not ask for (e.g. K raised to 2 by auto)
+            "notes": [note for note in (self.state.n_clusters_info.get("note"),) if note],
         }
 
     # --- files -----------------------------------------------------------------------------------

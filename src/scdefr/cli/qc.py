@@ -50,7 +50,8 @@ def main(args: argparse.Namespace) -> None:
     figure = pl.qc_plot(adata, result, title=Path(args.output).name.removesuffix(".h5ad").removesuffix(".qc"))
 
     # The three files appear together or not at all.
-    summary_text = json.dumps({"params": result.uns["scdefr_qc"]["params"], **summary}, indent=2) + "\n"
+    record = result.uns["scdefr_qc"]
+    summary_text = json.dumps({"params": record["params"], **summary, "notes": list(record["notes"])}, indent=2) + "\n"
     with atomic_paths([args.output, summary_path, plot_path]) as (h5ad_tmp, summary_tmp, plot_tmp):
         write_h5ad_to(result, h5ad_tmp, args.output, compression=args.compression)
         with naming(summary_path):
