@@ -8,6 +8,7 @@ file or that this version cannot continue (another format, missing or unknown en
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from pathlib import Path
@@ -75,17 +76,21 @@ def load(path: str | os.PathLike) -> dict:
             f"checkpoint {path} does not exist" if not path.exists() else f"checkpoint {path} is not a file"
         )
     try:
-        with open(path, "rb") as handle:
-            checkpoint = torch.load(handle, map_location="cpu", weights_only=True)
-    except OSError as exc:  # the system refused the read (permission, I/O error)
+        handle = open(path, "rb")
+    except OSError as exc:  # the system refused the read (permission)
         raise OSError(exc.errno, exc.strerror, str(path)) from None
-    except MemoryError:
-        raise
-    except Exception as exc:  # torch raises several unpickling and zip error types
-        raise ScdefrError(
-            f"cannot read checkpoint {path} ({type(exc).__name__}): damaged, or not a checkpoint; "
-            "delete it and train again"
-        ) from None
+    with handle:
+        try:
+            checkpoint = torch.load(handle, map_location="cpu", weights_only=True)
+        except MemoryError:
+            raise
+        except Exception as exc:  # torch raises several unpickling and zip error types (OSError for a cut file)
+            if isinstance(exc, OSError) and exc.errno == errno.EIO:
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
+            raise ScdefrError(
+                f"cannot read checkpoint {path} ({type(exc).__name__}): damaged, or not a checkpoint; "
+                "delete it and train again"
+            ) from None
     if not isinstance(checkpoint, dict) or not str(checkpoint.get("format", "")).startswith("scdefr-checkpoint/"):
         raise ScdefrError(f"{path} is not an scDEFR checkpoint")
     if checkpoint["format"] != FORMAT:

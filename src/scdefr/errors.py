@@ -19,9 +19,9 @@ EXIT_SYSTEM = 4  # the system refused a read or write: disk full, permission, mi
 _SYSTEM_ADVICE = {
     errno.ENOSPC: ("no space left on the device", "free disk space or write elsewhere"),
     errno.EDQUOT: ("disk quota exceeded", "free space in your quota or write elsewhere"),
-    errno.EFBIG: ("file too large for this file system or the file size limit (ulimit -f)", "write elsewhere"),
-    errno.EACCES: ("permission denied", "choose a folder you can write to, or fix the permissions"),
-    errno.EPERM: ("operation not permitted", "choose a folder you can write to, or fix the permissions"),
+    errno.EFBIG: ("file too large", "write where larger files are allowed, or raise the file size limit (ulimit -f)"),
+    errno.EACCES: ("permission denied", "fix the permissions, or use files and folders you may read and write"),
+    errno.EPERM: ("operation not permitted", "fix the permissions, or use files and folders you may read and write"),
     errno.EROFS: ("read-only file system", "write to a writable folder"),
     errno.EIO: ("input/output error", "check the disk or the network file system, then run it again"),
 }
