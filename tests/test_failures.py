@@ -668,6 +668,24 @@ def test_a_failed_side_file_write_leaves_all_three_outputs(which, qc_done, count
     assert snapshot(qc_done) == before
 
 
+def test_a_failed_write_removes_the_folders_it_created(counts_file, tmp_path, monkeypatch, capsys):
+    (tmp_path / "keep").mkdir()
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", disk_full)
+    argv = ["qc", "--input", counts_file, "--output", tmp_path / "new" / "deep" / "S.qc.h5ad"]
+    assert run_cli(*argv, "--summary", tmp_path / "keep" / "S.json", *QC_ARGS) == 4
+    error_line(capsys, "qc")
+    assert not (tmp_path / "new").exists() and list((tmp_path / "keep").iterdir()) == []
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(counts_file, tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("x")
+    read = []
+    monkeypatch.setattr("scdefr.io.read_counts", lambda *a, **k: read.append(a))
+    assert run_cli("qc", "--input", counts_file, "--output", tmp_path / "file" / "sub" / "S.qc.h5ad", *QC_ARGS) == 2
+    assert f"a file is in the way ({tmp_path / 'file'})" in error_line(capsys, "qc")
+    assert read == []
+
+
 @pytest.mark.parametrize("signal_kind", ["ctrl-c", "sigterm"])
 def test_an_interrupted_write_leaves_no_temporary_file(signal_kind, qc_done, counts_file, monkeypatch, capsys):
     before = snapshot(qc_done)
@@ -880,6 +898,10 @@ def test_a_failed_export_writes_none_of_its_files(trained, tmp_path, monkeypatch
     assert run_cli("export", "--input", trained.output, "--outdir", out, "--prefix", "S", "--seed", "5", "--quiet") == 4
     assert f"no space left on the device ({out / 'S.cluster_sizes.png'})" in error_line(capsys, "export")
     assert snapshot(out) == before
+    new = tmp_path / "new" / "export"
+    assert run_cli("export", "--input", trained.output, "--outdir", new, "--prefix", "S", "--quiet") == 4
+    error_line(capsys, "export")
+    assert not (tmp_path / "new").exists()  # the folders it made for the files it could not write are gone
 
 
 # === 3b. Damaged and foreign checkpoints ===================================================================

@@ -60,6 +60,19 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return folder
 
 
+def check_writable_dir(path: str | os.PathLike) -> None:
+    """Refuse, without creating anything, a folder that could not be created or written into."""
+    folder = Path(path).absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ScdefrError(f"cannot create output folder {path}: a file is in the way ({existing})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        number = errno.EROFS if os.statvfs(existing).f_flag & os.ST_RDONLY else errno.EACCES
+        raise OSError(number, os.strerror(number), str(existing))
+
+
 def created_folders(path: str | os.PathLike) -> list[Path]:
     """The folders :func:`ensure_writable_dir` would create for ``path``, innermost first."""
     missing = []
@@ -71,12 +84,10 @@ def created_folders(path: str | os.PathLike) -> list[Path]:
 
 
 def remove_if_empty(folders: Iterable[Path]) -> None:
-    """Remove each of ``folders`` (innermost first) that is empty, stopping at the first that is not."""
+    """Remove each of ``folders`` (innermost first) that is empty."""
     for folder in folders:
-        try:
+        with contextlib.suppress(OSError):
             folder.rmdir()
-        except OSError:
-            return
 
 
 # --- paths that must differ ---------------------------------------------------------------------
@@ -84,7 +95,8 @@ Paths = Mapping[str, "str | os.PathLike | None"] | Iterable[tuple[str, "str | os
 
 
 def check_distinct(inputs: Paths, outputs: Paths) -> None:
-    """Refuse in one line an output that is an input, or another output, or an existing folder.
+    """Refuse in one line an output that is an input, or another output, or an existing folder, or
+    one whose folder cannot be created or written.
 
     ``inputs`` and ``outputs`` map (or pair) the options that name the paths (``'--output'``) to
     them. Paths are compared as the files they reach: relative and absolute spellings, symbolic links
@@ -96,6 +108,7 @@ def check_distinct(inputs: Paths, outputs: Paths) -> None:
     for flag, path in written:
         if path.is_dir():
             raise ScdefrError(f"{flag} {path} is a folder: give the path of a file to write")
+        check_writable_dir(path.parent)
     for (flag_a, a), (flag_b, b) in combinations(written, 2):
         if same_file(a, b):
             raise ScdefrError(f"{flag_a} and {flag_b} are the same file ({a}): give them different paths")
@@ -194,13 +207,15 @@ def atomic_paths(finals: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
     A failure of the system (disk full, permission) is raised as an ``OSError`` naming the final file.
     """
     finals = [Path(final) for final in finals]
-    for final in finals:
-        if final.is_dir():
-            raise ScdefrError(f"{final} is a folder: give the path of a file to write")
-        ensure_writable_dir(final.parent if str(final.parent) else ".")
-        remove_stale_temporaries(final)
+    made: list[Path] = []  # folders created here, removed again if nothing was written
     temporaries: dict[Path, Path] = {}
     try:
+        for final in finals:
+            if final.is_dir():
+                raise ScdefrError(f"{final} is a folder: give the path of a file to write")
+            made += created_folders(final.parent)
+            ensure_writable_dir(final.parent)
+            remove_stale_temporaries(final)
         for final in finals:
             temporaries[_new_temporary(final)] = final
         with _naming_finals(temporaries):
@@ -210,10 +225,12 @@ def atomic_paths(finals: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
                 os.chmod(tmp, mode)
             for tmp, final in temporaries.items():
                 os.replace(tmp, final)
+            made = []
     finally:
         for tmp in temporaries:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+        remove_if_empty(sorted(set(made), key=lambda folder: len(folder.parts), reverse=True))
 
 
 @contextlib.contextmanager

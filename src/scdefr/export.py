@@ -29,7 +29,6 @@ from ._files import (
     check_compression,
     check_distinct,
     check_name,
-    ensure_writable_dir,
     naming,
     write_h5ad_to,
 )
@@ -284,9 +283,8 @@ def export(
     check_compression(compression)
     check_name(prefix, "prefix")
     paths = output_paths(outdir, prefix)
-    if carry is not None:
-        check_distinct({"the input": carry[0]}, [("export file", path) for path in paths.values()])
-    ensure_writable_dir(outdir)
+    inputs = {"the input": carry[0]} if carry is not None else {}
+    check_distinct(inputs, [("export file", path) for path in paths.values()])  # and outdir can be made
 
     result = compute_metrics(adata, label_key, seed=seed)
     logger.info(
