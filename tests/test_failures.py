@@ -814,6 +814,20 @@ def _numpy_out_of_memory(*args, **kwargs):
     return np.ones(1 << 47, dtype=np.float64)  # numpy's own MemoryError (a petabyte)
 
 
+def test_a_full_disk_for_the_decompressed_copy_of_an_input_is_a_system_refusal(tmp_path, monkeypatch, capsys):
+    import gzip
+
+    with gzip.open(tmp_path / "counts.h5ad.gz", "wb") as handle:
+        make_counts().write_h5ad(tmp_path / "plain.h5ad")
+        handle.write((tmp_path / "plain.h5ad").read_bytes())
+    monkeypatch.setattr("scdefr.io._readers.shutil.copyfileobj", disk_full)
+    argv = ["qc", "--input", tmp_path / "counts.h5ad.gz", "--output", tmp_path / "o" / "S.qc.h5ad", *QC_ARGS]
+    assert run_cli(*argv) == 4
+    line = error_line(capsys, "qc")
+    assert re.search(r"no space left on the device \(.*/input\.h5ad\): free disk space or write elsewhere$", line)
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize(
     "where, error, status, message",
     [

@@ -25,6 +25,8 @@ _SYSTEM_ADVICE = {
     errno.EROFS: ("read-only file system", "write to a writable folder"),
     errno.EIO: ("input/output error", "check the disk or the network file system, then run it again"),
 }
+# The errno values that mean the system refused a read or write (exit status 4) rather than bad content.
+SYSTEM_REFUSALS = frozenset(_SYSTEM_ADVICE)
 # h5py and torch report a failed write with the errno only in their message.
 _ERRNO_IN_MESSAGE = re.compile(r"errno = (\d+)|\[Errno (\d+)\]")
 # torch's CPU allocator raises RuntimeError, not MemoryError, when it cannot allocate.

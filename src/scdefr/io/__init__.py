@@ -28,7 +28,7 @@ import h5py
 import scanpy as sc
 from anndata.io import read_elem
 
-from ..errors import ScdefrError, system_error
+from ..errors import SYSTEM_REFUSALS, ScdefrError, system_error
 from ._counts import validate_raw_counts
 from ._readers import (
     _find_in_folder,
@@ -159,13 +159,16 @@ def detect_format(path: str | os.PathLike) -> str:
 
 def _raise_if_refused(exc: BaseException, path: Path) -> None:
     """Raise ``exc`` as the ``OSError`` it wraps when the system refused the read (permission, I/O
-    error), not the file's content: that is exit status 4, not a bad input."""
+    error, a full disk for a decompressed copy), not the file's content: that is exit status 4 (or 3
+    for memory), not a bad input."""
     if not isinstance(exc, (OSError, RuntimeError)):
         return
-    refused = system_error(exc, path)
-    if refused is not None and refused.errno in (errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM):
-        if refused.errno == errno.ENOMEM:
-            raise MemoryError(f"out of memory reading {path}") from None
+    refused = system_error(exc, getattr(exc, "filename", None) or path)
+    if refused is None:
+        return
+    if refused.errno == errno.ENOMEM:
+        raise MemoryError(f"out of memory reading {path}") from None
+    if refused.errno in SYSTEM_REFUSALS:
         raise refused from None
 
 

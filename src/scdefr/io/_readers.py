@@ -40,7 +40,12 @@ def _read_h5ad_counts(path: Path) -> tuple[ad.AnnData, str]:
         with tempfile.TemporaryDirectory(prefix="scdefr_") as tmp:
             plain = Path(tmp) / "input.h5ad"
             with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+                try:
+                    shutil.copyfileobj(src, dst)
+                except OSError as exc:
+                    if exc.errno is None:  # gzip's own error: a damaged file, not the system
+                        raise
+                    raise OSError(exc.errno, exc.strerror, str(plain)) from None  # the temporary copy's disk
             return _read_h5ad_counts(plain)
     with h5py.File(path, "r") as handle:
         matrices = [key for key in ("layers/counts", "X", "raw/X") if key in handle]
