@@ -17,6 +17,19 @@ QUICK = dict(hidden_dims=(32, 16, 8), pretrain_epochs=8, epochs=6, kmeans_n_init
 ACCURATE = {**QUICK, "sigma": 0.5, "pretrain_epochs": 120, "epochs": 20}
 
 
+def make_counts(n_cells: int = 120, n_genes: int = 150, seed: int = 0) -> ad.AnnData:
+    """Raw counts of two cell types (obs['cell_type']) with three mitochondrial genes, as 'scdefr qc' reads them."""
+    rng = np.random.default_rng(seed)
+    types = np.arange(n_cells) % 2
+    means = np.tile(rng.lognormal(-0.5, 1.0, size=n_genes), (2, 1))
+    means[0, :20] *= 6
+    means[1, 20:40] *= 6
+    matrix = rng.poisson(means[types]).astype(np.float32)
+    genes = [f"Gene{i}" for i in range(n_genes - 3)] + ["MT-CO1", "MT-CO2", "MT-ND1"]
+    obs = pd.DataFrame({"cell_type": [f"t{t}" for t in types]}, index=[f"cell{i}" for i in range(n_cells)])
+    return ad.AnnData(sp.csr_matrix(matrix), obs=obs, var=pd.DataFrame(index=genes))
+
+
 def make_graph_adata(n_cells=240, n_genes=50, n_types=4, seed=0) -> ad.AnnData:
     """A graph h5ad as 'scdefr graph' writes it (X, layers['counts'], size factors, adjacency) with
     well-separated planted types in obs['cell_type'], made in milliseconds (no PCA, no numba)."""

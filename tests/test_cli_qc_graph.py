@@ -9,6 +9,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from builders import make_counts
 from scipy import sparse
 
 from scdefr import cli
@@ -23,18 +24,6 @@ def only_qc_and_graph(monkeypatch):
 
 def run(*argv: str) -> int:
     return cli.main([*map(str, argv), "--quiet"])
-
-
-def make_counts(n_cells: int = 120, n_genes: int = 150, seed: int = 0) -> ad.AnnData:
-    rng = np.random.default_rng(seed)
-    types = np.arange(n_cells) % 2
-    means = np.tile(rng.lognormal(-0.5, 1.0, size=n_genes), (2, 1))
-    means[0, :20] *= 6
-    means[1, 20:40] *= 6
-    matrix = rng.poisson(means[types]).astype(np.float32)
-    genes = [f"Gene{i}" for i in range(n_genes - 3)] + ["MT-CO1", "MT-CO2", "MT-ND1"]
-    obs = pd.DataFrame({"cell_type": [f"t{t}" for t in types]}, index=[f"cell{i}" for i in range(n_cells)])
-    return ad.AnnData(sparse.csr_matrix(matrix), obs=obs, var=pd.DataFrame(index=genes))
 
 
 @pytest.fixture

@@ -223,14 +223,14 @@ def test_cli_parts_concatenate_the_slices(tmp_path):
 @pytest.mark.parametrize("parts", ["1", "2"])
 def test_cli_unwritable_output_folder_is_one_line(parts, capsys):
     """A folder the process cannot create files in (/proc: os.access says yes to root) ends in one
-    line and exit 2, for the single write and for the parts' scratch folder."""
+    line and exit 4 (the system refused the write), for the single write and the parts' scratch folder."""
     from scdefr.cli import main
 
     assert (
         main(
             ["simulate", "--n-cells", "50", "--parts", parts, "--threads", "2", "--output", "/proc/sim.h5ad", "--quiet"]
         )
-        == 2
+        == 4
     )
     err = capsys.readouterr().err.strip()
     assert err.startswith("scdefr simulate: error:") and "/proc" in err and "\n" not in err

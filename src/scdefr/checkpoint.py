@@ -8,6 +8,8 @@ file or that this version cannot continue (another format, missing or unknown en
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 from pathlib import Path
 
@@ -55,11 +57,15 @@ def build(module, optimizer_state: dict, state, payload: dict) -> dict:
 
 
 def save(path: str | os.PathLike, checkpoint: dict) -> None:
-    """Write ``checkpoint`` atomically: the file appears under ``path`` only when complete."""
+    """Write ``checkpoint`` atomically: the file appears under ``path`` only when complete.
+
+    Written through a Python file: torch writing to a path reports a full disk as a RuntimeError
+    without the reason.
+    """
     from ._files import atomic_path
 
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(checkpoint, handle)
 
 
 def load(path: str | os.PathLike) -> dict:
@@ -70,12 +76,21 @@ def load(path: str | os.PathLike) -> dict:
             f"checkpoint {path} does not exist" if not path.exists() else f"checkpoint {path} is not a file"
         )
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several unpickling and zip error types
-        raise ScdefrError(
-            f"cannot read checkpoint {path} ({type(exc).__name__}): damaged, or not a checkpoint; "
-            "delete it and train again"
-        ) from None
+        handle = open(path, "rb")
+    except OSError as exc:  # the system refused the read (permission)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    with handle:
+        try:
+            checkpoint = torch.load(handle, map_location="cpu", weights_only=True)
+        except MemoryError:
+            raise
+        except Exception as exc:  # torch raises several unpickling and zip error types (OSError for a cut file)
+            if isinstance(exc, OSError) and exc.errno == errno.EIO:
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
+            raise ScdefrError(
+                f"cannot read checkpoint {path} ({type(exc).__name__}): damaged, or not a checkpoint; "
+                "delete it and train again"
+            ) from None
     if not isinstance(checkpoint, dict) or not str(checkpoint.get("format", "")).startswith("scdefr-checkpoint/"):
         raise ScdefrError(f"{path} is not an scDEFR checkpoint")
     if checkpoint["format"] != FORMAT:
@@ -83,20 +98,70 @@ def load(path: str | os.PathLike) -> dict:
             f"checkpoint {path} has format {checkpoint['format']!r}, this version reads {FORMAT!r}: "
             "train again with this version"
         )
+    problems = _entry_problems(checkpoint)
+    if problems:
+        raise ScdefrError(f"checkpoint {path} is damaged ({'; '.join(problems)}): delete it and train again")
+    return checkpoint
+
+
+def _entry_problems(checkpoint: dict) -> list[str]:
+    """What is missing, unknown or malformed among the checkpoint's entries (its weights are checked
+    against the network by :func:`load_module_state`)."""
     missing = [key for key in ENTRIES if key not in checkpoint]
     wrong = [key for key, kind in ENTRIES.items() if key in checkpoint and not isinstance(checkpoint[key], kind)]
     unknown = sorted(set(checkpoint) - set(ENTRIES))
-    if missing or wrong or unknown or checkpoint["phase"] not in PHASES:
-        problems = [
-            f"missing {', '.join(missing)}" if missing else "",
-            f"unexpected type of {', '.join(wrong)}" if wrong else "",
-            f"unknown {', '.join(unknown)}" if unknown else "",
-            f"unknown phase {checkpoint['phase']!r}" if checkpoint.get("phase") not in PHASES else "",
-        ]
-        raise ScdefrError(
-            f"checkpoint {path} is damaged ({'; '.join(p for p in problems if p)}): delete it and train again"
-        )
-    return checkpoint
+    problems = [
+        f"missing {', '.join(missing)}" if missing else "",
+        f"unexpected type of {', '.join(wrong)}" if wrong else "",
+        f"unknown {', '.join(unknown)}" if unknown else "",
+    ]
+    if missing or wrong:
+        return [p for p in problems if p]
+    if checkpoint["phase"] not in PHASES:
+        problems.append(f"unknown phase {checkpoint['phase']!r}")
+    if checkpoint["epoch"] < 0:
+        problems.append(f"negative epoch {checkpoint['epoch']}")
+    module = checkpoint["module"]
+    sizes = {key: module.get(key) for key in ("n_genes", "n_cells", "n_clusters")}
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in sizes.values()):
+        problems.append(f"network sizes {sizes}")
+    elif (sizes["n_clusters"] > 0) != (checkpoint["phase"] != "pretrain"):
+        problems.append(f"{sizes['n_clusters']} cluster centres in phase {checkpoint['phase']}")
+    tensors = checkpoint["state_dict"].values()
+    if not all(isinstance(value, torch.Tensor) for value in tensors):
+        problems.append("weights that are not tensors")
+    elif not all(bool(torch.isfinite(value).all()) for value in tensors if value.is_floating_point()):
+        problems.append("NaN or infinite weights")
+    if not _is_history(checkpoint["history"]):
+        problems.append("malformed loss history")
+    if not _are_frequencies(checkpoint["cluster_frequencies"], sizes["n_clusters"], checkpoint["phase"]):
+        problems.append("malformed cluster frequencies")
+    optimizer = checkpoint["optimizer"]
+    if optimizer and not (isinstance(optimizer.get("state"), dict) and isinstance(optimizer.get("param_groups"), list)):
+        problems.append("malformed optimiser state")
+    return [p for p in problems if p]
+
+
+def _is_history(history: dict) -> bool:
+    return set(history) == {"pretrain", "joint"} and all(
+        isinstance(terms, dict)
+        and all(isinstance(values, (list, tuple)) and all(_is_number(v) for v in values) for values in terms.values())
+        for terms in history.values()
+    )
+
+
+def _are_frequencies(frequencies: dict, n_clusters, phase: str) -> bool:
+    """The cluster sizes the joint phase starts from: one list of K sizes per assignment, from the joint phase on."""
+    if phase == "pretrain" or not frequencies:
+        return phase != "joint"
+    return all(
+        isinstance(sizes, (list, tuple)) and len(sizes) == n_clusters and all(_is_number(v) and v >= 0 for v in sizes)
+        for sizes in frequencies.values()
+    )
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def load_module_state(module, checkpoint: dict, path: str | os.PathLike) -> None:
@@ -118,6 +183,32 @@ def load_module_state(module, checkpoint: dict, path: str | os.PathLike) -> None
             f"checkpoint {path} does not fit the network it describes ({detail}): delete it and train again"
         )
     module.load_state_dict(saved)
+
+
+def check_optimizer_state(optimizer: dict, parameters: list, path: str | os.PathLike) -> None:
+    """Refuse in one line an optimiser state that does not fit ``parameters`` (the network's, in the
+    order the optimiser holds them): torch would only fail at the first step of the resumed run."""
+    if not optimizer:
+        return
+    ids = [index for group in optimizer["param_groups"] for index in _params_of(group)]
+    fits = sorted(ids) == list(range(len(parameters))) and all(
+        isinstance(state, dict)
+        and index in range(len(parameters))
+        and all(
+            tuple(value.shape) == tuple(parameters[index].shape)
+            for name, value in state.items()
+            if isinstance(value, torch.Tensor) and name != "step"
+        )
+        for index, state in optimizer["state"].items()
+    )
+    if not fits:
+        raise ScdefrError(
+            f"checkpoint {path} holds an optimiser state that does not fit its network: delete it and train again"
+        )
+
+
+def _params_of(group) -> list:
+    return list(group.get("params", [])) if isinstance(group, dict) else [None]
 
 
 def _to_cpu(value):

@@ -80,14 +80,14 @@ def estimate_n_clusters(
         min_size = max(3, math.ceil(min_cluster_fraction * n_cells))
         counted = int((sizes >= min_size).sum())
         k = int(np.clip(counted, 2, upper))
+        note = None
         if k != counted:
-            logger.warning(
-                "Leiden found %d communities of at least %d cells; K set to %d (the nearest K in 2..%d)",
-                counted,
-                min_size,
-                k,
-                upper,
+            how = "raised" if k > counted else "clipped"
+            note = (
+                f"Leiden found {counted} communities of at least {min_size} cells; K {how} to {k}, "
+                f"the nearest K in 2..{upper}" + (" (--max-clusters)" if k == max_clusters else "")
             )
+            logger.warning("%s", note)
         info = {
             "method": "leiden",
             "resolution": float(resolution),
@@ -96,6 +96,8 @@ def estimate_n_clusters(
             "min_cluster_size": int(min_size),
             "communities_counted": counted,
         }
+        if note:
+            info["note"] = note
     elif method == "silhouette":
         from sklearn.cluster import KMeans
         from sklearn.metrics import silhouette_score

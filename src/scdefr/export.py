@@ -24,7 +24,14 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from ._files import atomic_path, check_compression, ensure_writable_dir, write_h5ad, write_text
+from ._files import (
+    atomic_paths,
+    check_compression,
+    check_distinct,
+    check_name,
+    naming,
+    write_h5ad_to,
+)
 from .errors import ScdefrError
 from .options import CommonOptions, ExportOptions
 
@@ -267,17 +274,17 @@ def export(
     ``uns['scdefr_export']`` (the metrics); its h5ad is written with ``compression``. ``carry``
     names the h5ad ``adata`` was read from and the matrices it was read without (nothing here uses
     X or the counts), to copy into the written h5ad (see :func:`scdefr._files.write_h5ad`).
-    Everything is checked before the first file is written, and each file appears under its final
-    name only when complete.
+    Everything is checked before the first file is written (an output that is the ``carry`` input
+    is refused), and the files appear under their final names together, once all are complete.
     """
     from . import pl
 
     check_trained(adata, label_key)
     check_compression(compression)
-    if not prefix or "/" in prefix:
-        raise ScdefrError(f"prefix must be a plain file name, got {prefix!r}")
-    ensure_writable_dir(outdir)
+    check_name(prefix, "prefix")
     paths = output_paths(outdir, prefix)
+    inputs = {"the input": carry[0]} if carry is not None else {}
+    check_distinct(inputs, [("export file", path) for path in paths.values()])  # and outdir can be made
 
     result = compute_metrics(adata, label_key, seed=seed)
     logger.info(
@@ -290,33 +297,36 @@ def export(
     )
     logger.info("%s: UMAP of the scDEFR embedding", prefix)
     add_umap(adata, seed=seed, max_cells=umap_max_cells)
-
-    with atomic_path(paths["clusters"]) as tmp:
-        clusters_table(adata).to_csv(tmp, index=False, float_format="%.6g")
-    with atomic_path(paths["embedding"]) as tmp:
-        embedding_table(adata).to_csv(tmp, index=False, float_format="%.6g")
-    write_text(json.dumps({"sample": prefix, **result}, indent=2) + "\n", paths["metrics"])
+    adata.uns["scdefr_export"] = _writable({k: v for k, v in result.items() if v is not None})
 
     k = result["n_clusters"]
     keys, titles = ["scdefr_cluster"], [f"scDEFR clusters (K = {k})"]
     if label_key is not None:
         keys.append(label_key)
         titles.append(f"{label_key} (ARI {result['ari']:.3f}, NMI {result['nmi']:.3f})")
-    with atomic_path(paths["umap_png"]) as tmp:
-        pl.embedding(adata, keys, titles=titles, suptitle=f"{prefix}: UMAP of the scDEFR embedding", save=tmp)
-    with atomic_path(paths["loss_png"]) as tmp:
-        pl.loss_curves(adata.uns["scdefr"].get("history", {}), title=f"{prefix}: training losses", save=tmp)
-    with atomic_path(paths["sizes_png"]) as tmp:
-        pl.cluster_sizes(adata, label_key=label_key, save=tmp)
-
-    write_text(multiqc_general_stats(prefix, result), paths["mqc_general_stats"])
-    write_text(multiqc_cluster_sizes(prefix, result), paths["mqc_cluster_sizes"])
-    for source, copy in (("umap_png", "mqc_umap"), ("loss_png", "mqc_loss")):
-        with atomic_path(paths[copy]) as tmp:
-            shutil.copyfile(paths[source], tmp)
-
-    adata.uns["scdefr_export"] = _writable({k: v for k, v in result.items() if v is not None})
-    write_h5ad(adata, paths["h5ad"], compression=compression, carry=carry)
+    # Every file is written under a temporary name; they all appear together, or none does.
+    with atomic_paths(list(paths.values())) as temporaries:
+        tmp = dict(zip(paths, temporaries, strict=True))
+        writers = {
+            "clusters": lambda path: clusters_table(adata).to_csv(path, index=False, float_format="%.6g"),
+            "embedding": lambda path: embedding_table(adata).to_csv(path, index=False, float_format="%.6g"),
+            "metrics": lambda path: path.write_text(json.dumps({"sample": prefix, **result}, indent=2) + "\n"),
+            "umap_png": lambda path: pl.embedding(
+                adata, keys, titles=titles, suptitle=f"{prefix}: UMAP of the scDEFR embedding", save=path
+            ),
+            "loss_png": lambda path: pl.loss_curves(
+                adata.uns["scdefr"].get("history", {}), title=f"{prefix}: training losses", save=path
+            ),
+            "sizes_png": lambda path: pl.cluster_sizes(adata, label_key=label_key, save=path),
+            "mqc_general_stats": lambda path: path.write_text(multiqc_general_stats(prefix, result)),
+            "mqc_cluster_sizes": lambda path: path.write_text(multiqc_cluster_sizes(prefix, result)),
+            "mqc_umap": lambda path: shutil.copyfile(tmp["umap_png"], path),
+            "mqc_loss": lambda path: shutil.copyfile(tmp["loss_png"], path),
+            "h5ad": lambda path: write_h5ad_to(adata, path, paths["h5ad"], compression=compression, carry=carry),
+        }
+        for role, write in writers.items():
+            with naming(paths[role]):
+                write(tmp[role])
     logger.info("%s: wrote %d files to %s", prefix, len(paths), outdir)
     return paths
 

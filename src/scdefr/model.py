@@ -172,6 +172,8 @@ class SCDEFR:
             },
             "device": str(self.device),
             "seed": self.seed,
+            # what was done that the options did not ask for (e.g. K raised to 2 by auto)
+            "notes": [note for note in (self.state.n_clusters_info.get("note"),) if note],
         }
 
     # --- files -----------------------------------------------------------------------------------
@@ -194,15 +196,21 @@ class SCDEFR:
             raise TypeError(f"load() only takes {', '.join(RuntimeOptions.names())}, not {', '.join(sorted(unknown))}")
         saved = checkpoint.load(path)
         if saved["cells"] != _fingerprint(adata):
-            raise ScdefrError(f"checkpoint {path} was trained on other cells or genes than this input")
-        model = cls(adata, seed=saved["options"].get("seed", 0), **{**_stored_options(saved, path), **runtime})
+            raise ScdefrError(
+                f"checkpoint {path} was trained on other cells or genes than this input: "
+                "give the input it was trained on, or train without --resume"
+            )
+        seed, stored = _stored_options(saved, path)
+        model = cls(adata, seed=seed, **{**stored, **runtime})
         module = saved["module"]
-        if (module.get("n_genes"), module.get("n_cells")) != (model.graph.n_genes, model.graph.n_cells):
+        if (module["n_genes"], module["n_cells"]) != (model.graph.n_genes, model.graph.n_cells):
             raise ScdefrError(f"checkpoint {path} describes a network of other size than this input")
         model.module = SCDEFRModule(
-            model.graph.n_genes, model.graph.n_cells, model.network, n_clusters=int(module.get("n_clusters", 0))
+            model.graph.n_genes, model.graph.n_cells, model.network, n_clusters=module["n_clusters"]
         )
         checkpoint.load_module_state(model.module, saved, path)
+        if saved["phase"] != "done":
+            checkpoint.check_optimizer_state(saved["optimizer"], _optimised_parameters(model.module), path)
         model.state = TrainingState(
             phase=saved["phase"],
             epoch=saved["epoch"],
@@ -215,27 +223,47 @@ class SCDEFR:
         return model
 
 
-def _stored_options(saved: dict, path) -> dict:
-    """The checkpoint's options as keywords of :class:`SCDEFR`, refusing groups or names this version lacks."""
+def _stored_options(saved: dict, path) -> tuple[int, dict]:
+    """The checkpoint's seed and options as keywords of :class:`SCDEFR`, checked as the command line
+    checks them; refused in one line unless they are exactly this version's options (none missing,
+    none unknown), since a default standing in for a missing option would continue another run."""
     stored = saved["options"]
     unknown_groups = sorted(set(stored) - set(STORED_GROUPS) - {"seed"})
     missing_groups = sorted(set(STORED_GROUPS) - set(stored))
-    if unknown_groups or missing_groups:
+    if unknown_groups or missing_groups or not all(isinstance(stored[key], dict) for key in STORED_GROUPS):
         raise ScdefrError(
             f"checkpoint {path} stores options this version cannot use "
-            f"({', '.join(missing_groups + unknown_groups)}): train again with this version"
+            f"({', '.join(missing_groups + unknown_groups) or 'malformed groups'}): train again with this version"
         )
     keywords = {}
     for key, group in STORED_GROUPS.items():
         values = {name: tuple(value) if isinstance(value, list) else value for name, value in stored[key].items()}
         unknown = sorted(set(values) - set(group.names()))
-        if unknown:
-            raise ScdefrError(
-                f"checkpoint {path} has option(s) this version does not know: {', '.join(unknown)}; "
-                "train again with this version"
+        missing = sorted(set(group.names()) - set(values))
+        if unknown or missing:
+            detail = "; ".join(
+                f"{what}: {', '.join(names)}" for what, names in (("unknown", unknown), ("missing", missing)) if names
             )
+            raise ScdefrError(
+                f"checkpoint {path} does not store this version's options ({detail}); train again with this version"
+            )
+        try:
+            group(**values)
+        except (ScdefrError, TypeError) as exc:
+            raise ScdefrError(f"checkpoint {path} stores an impossible option: {exc}; train again") from None
         keywords.update(values)
-    return keywords
+    try:
+        seed = CommonOptions(seed=stored.get("seed")).seed
+    except ScdefrError as exc:
+        raise ScdefrError(f"checkpoint {path} stores no usable seed ({exc}); train again") from None
+    return seed, keywords
+
+
+def _optimised_parameters(module: SCDEFRModule) -> list:
+    """The network's parameters in the order the training plan's optimiser holds them (the cluster
+    centres, a group of their own, last)."""
+    network = [p for name, p in module.named_parameters() if name != "cluster_centres"]
+    return network + ([module.cluster_centres] if module.cluster_centres is not None else [])
 
 
 def _fingerprint(adata) -> str:

@@ -5,16 +5,22 @@ Each command lives in its own module (``scdefr.cli.<command>``) exposing ``HELP`
 Its options come from :data:`scdefr.options.COMMAND_OPTIONS`, all checked before any work starts.
 
 Every problem ends as one ``scdefr <command>: error: ...`` line and a non-zero exit status: 2 for bad
-input or options, 3 when memory ran out, 4 when the system refused a read or a write.
+input or options, 3 when memory ran out, 4 when the system refused a read or a write (130 after
+Ctrl-C, 143 after SIGTERM, as shells report those signals).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
+import os
+import signal
 import sys
 
-from ..errors import ScdefrError, exit_status, one_line
+from .._files import hdf5_broken
+from ..errors import ScdefrError, exit_status, is_out_of_memory, one_line
 from ..options import COMMAND_OPTIONS, CommonOptions
 from ._common import configure
 from ._options import add_option_group, options_from
@@ -48,25 +54,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM (a scheduler or Nextflow stopping the task): unwinds like Ctrl-C, so that temporary
+    files and staging folders are removed on the way out."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    status = 0
+    with _terminate_on_sigterm():
+        try:
+            common = options_from(args, CommonOptions)
+            for group in COMMAND_OPTIONS[args.command]:  # every option checked before any work
+                options_from(args, group)
+            configure(common)
+            args.handler(args)
+        except KeyboardInterrupt:
+            print(f"scdefr {args.command}: interrupted", file=sys.stderr)
+            status = 130
+        except Terminated:
+            print(f"scdefr {args.command}: terminated", file=sys.stderr)
+            status = 143
+        except Exception as exc:
+            if not isinstance(exc, (ScdefrError, OSError)) and not is_out_of_memory(exc):
+                raise  # a bug: its traceback is what a report needs
+            print(f"scdefr {args.command}: error: {one_line(exc)}", file=sys.stderr)
+            status = exit_status(exc)
+    if status and hdf5_broken():
+        # A failed HDF5 write leaves objects the HDF5 library crashes on at interpreter shutdown.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+@contextlib.contextmanager
+def _terminate_on_sigterm():
+    def terminate(signum, frame):
+        raise Terminated
+
     try:
-        common = options_from(args, CommonOptions)
-        for group in COMMAND_OPTIONS[args.command]:  # every option checked before any work
-            options_from(args, group)
-        configure(common)
-        args.handler(args)
-    except KeyboardInterrupt:
-        print(f"scdefr {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except (ScdefrError, MemoryError, OSError) as exc:
-        print(f"scdefr {args.command}: error: {one_line(exc)}", file=sys.stderr)
-        return exit_status(exc)
-    return 0
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_step(command: str) -> None:

@@ -29,17 +29,24 @@ def default_prefix(path: str | Path) -> str:
 
 
 def main(args: argparse.Namespace) -> None:
-    from ..export import export
+    from .._files import check_distinct, check_name
+    from ..export import export, output_paths
     from ..io import read_step_h5ad
     from ..options import ExportOptions
 
     options = ExportOptions.pick(vars(args))
+    if args.prefix is not None:
+        prefix = check_name(args.prefix, "--prefix")
+    else:
+        prefix = check_name(default_prefix(args.input), "--prefix", derived_from=args.input)
+    written = [("--outdir/--prefix", path) for path in output_paths(args.outdir, prefix).values()]
+    check_distinct({"--input": args.input}, written)
     # The expression matrices pass through untouched: copied from file to file rather than held.
     adata = read_step_h5ad(args.input, require_uns="scdefr", made_by="scdefr train", leave_on_disk=CARRIED)
     export(
         adata,
         args.outdir,
-        args.prefix or default_prefix(args.input),
+        prefix,
         **options.to_dict(),
         seed=args.seed,
         compression=args.compression,

@@ -18,9 +18,10 @@ def add_io_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> None:
     from .. import io, pp
-    from .._files import write_h5ad
+    from .._files import check_distinct, write_h5ad
     from ..options import GraphOptions
 
+    check_distinct({"--input": args.input}, {"--output": args.output})
     # The raw counts pass through untouched: copied from file to file rather than held.
     adata = io.read_step_h5ad(args.input, require_uns="scdefr_qc", made_by="scdefr qc", leave_on_disk=CARRIED)
     pp.build_graph(adata, **GraphOptions.pick(vars(args)).to_dict(), seed=args.seed)

@@ -33,7 +33,7 @@ def main(args: argparse.Namespace) -> None:
     import json
 
     from .. import io, pl, pp
-    from .._files import atomic_path, write_h5ad, write_text
+    from .._files import atomic_paths, check_distinct, naming, write_h5ad_to
     from ..options import QCOptions
 
     options = QCOptions.pick(vars(args)).to_dict()
@@ -42,16 +42,22 @@ def main(args: argparse.Namespace) -> None:
     summary_path, plot_path = side_paths(args.output)
     summary_path = Path(args.summary) if args.summary else summary_path
     plot_path = Path(args.plot) if args.plot else plot_path
+    check_distinct({"--input": args.input}, {"--output": args.output, "--summary": summary_path, "--plot": plot_path})
 
     adata = io.read_counts(args.input, transpose=transpose)
     result = pp.qc(adata, **options)
     summary = result.uns["scdefr_qc"]["summary"]
     figure = pl.qc_plot(adata, result, title=Path(args.output).name.removesuffix(".h5ad").removesuffix(".qc"))
 
-    write_h5ad(result, args.output, compression=args.compression)
-    write_text(json.dumps({"params": result.uns["scdefr_qc"]["params"], **summary}, indent=2) + "\n", summary_path)
-    with atomic_path(plot_path) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
+    # The three files appear together or not at all.
+    record = result.uns["scdefr_qc"]
+    summary_text = json.dumps({"params": record["params"], **summary, "notes": list(record["notes"])}, indent=2) + "\n"
+    with atomic_paths([args.output, summary_path, plot_path]) as (h5ad_tmp, summary_tmp, plot_tmp):
+        write_h5ad_to(result, h5ad_tmp, args.output, compression=args.compression)
+        with naming(summary_path):
+            summary_tmp.write_text(summary_text)
+        with naming(plot_path):
+            figure.savefig(plot_tmp, format="png", dpi=110)
     logger.info(
         "wrote %s (%d cells x %d genes), %s, %s",
         args.output,

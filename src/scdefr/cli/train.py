@@ -37,11 +37,16 @@ def default_model_path(output: str) -> str:
 
 def main(args: argparse.Namespace) -> None:
     from .. import io, tl
-    from .._files import write_h5ad
+    from .._device import resolve_device
+    from .._files import check_distinct, write_h5ad
     from ..options import model_option_names
 
-    adata = io.read_step_h5ad(args.input)
     model_out = args.model_out or default_model_path(args.output)
+    # --model-out may be the --resume checkpoint: the run then goes on saving its progress there.
+    check_distinct({"--input": args.input, "--resume": args.resume}, {"--output": args.output})
+    check_distinct({"--input": args.input}, {"--output": args.output, "--model-out": model_out})
+    resolve_device(args.device)  # before the input is read
+    adata = io.read_step_h5ad(args.input)
     options = {name: getattr(args, name) for name in model_option_names()}
     tl.scdefr(adata, checkpoint_path=model_out, resume=args.resume, seed=args.seed, **options)
     write_h5ad(adata, args.output, compression=args.compression)

@@ -18,6 +18,7 @@ came from. Every failure is a one-line :class:`~scdefr.errors.ScdefrError`.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from pathlib import Path
@@ -27,7 +28,7 @@ import h5py
 import scanpy as sc
 from anndata.io import read_elem
 
-from ..errors import ScdefrError
+from ..errors import SYSTEM_REFUSALS, ScdefrError, system_error
 from ._counts import validate_raw_counts
 from ._readers import (
     _find_in_folder,
@@ -71,11 +72,13 @@ def read_counts(path: str | os.PathLike, *, transpose: bool = False) -> ad.AnnDa
     except ScdefrError:
         raise
     except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, UnicodeDecodeError) as exc:
+        _raise_if_refused(exc, path)
         raise ScdefrError(f"cannot read {path} as {fmt}: {_one_line(exc)}") from None
 
-    adata = _tidy(adata, path)
+    notes = adata.uns.pop("scdefr_notes", [])
+    adata, tidy_notes = _tidy(adata, path)
     validate_raw_counts(adata.X, what=f"counts in {path.name} ({source})")
-    adata.uns["scdefr_input"] = {"path": str(path), "format": fmt, "counts": source}
+    adata.uns["scdefr_input"] = {"path": str(path), "format": fmt, "counts": source, "notes": [*notes, *tidy_notes]}
     logger.info("read %d cells x %d genes from %s", adata.n_obs, adata.n_vars, source)
     return adata
 
@@ -97,7 +100,10 @@ def read_step_h5ad(
         adata = (
             _read_h5ad_without(path, {f"/{name}" for name in leave_on_disk}) if leave_on_disk else ad.read_h5ad(path)
         )
+    except MemoryError:
+        raise
     except Exception as exc:  # anndata/h5py raise many types for corrupt files
+        _raise_if_refused(exc, path)
         raise ScdefrError(f"cannot read {path} as h5ad (corrupt or not an h5ad?): {_one_line(exc)}") from None
     if require_uns and require_uns not in adata.uns:
         raise ScdefrError(f"{path} has no uns['{require_uns}']; give the output of {made_by or 'the previous step'}")
@@ -132,7 +138,7 @@ def detect_format(path: str | os.PathLike) -> str:
         with open(path, "rb") as handle:
             head = handle.read(8)
     except OSError as exc:
-        raise ScdefrError(f"cannot read {path}: {exc.strerror}") from None
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     if not head:
         raise ScdefrError(f"input file {path} is empty")
     if head.startswith(_HDF5_SIGNATURE):
@@ -149,6 +155,21 @@ def detect_format(path: str | os.PathLike) -> str:
     if name.endswith((".h5ad", ".h5", ".hdf5")):
         raise ScdefrError(f"{path} is not an HDF5 file (corrupt or wrongly named)")
     raise ScdefrError(f"unknown input format for {path}; expected {SUPPORTED}")
+
+
+def _raise_if_refused(exc: BaseException, path: Path) -> None:
+    """Raise ``exc`` as the ``OSError`` it wraps when the system refused the read (permission, I/O
+    error, a full disk for a decompressed copy), not the file's content: that is exit status 4 (or 3
+    for memory), not a bad input."""
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return
+    refused = system_error(exc, getattr(exc, "filename", None) or path)
+    if refused is None:
+        return
+    if refused.errno == errno.ENOMEM:
+        raise MemoryError(f"out of memory reading {path}") from None
+    if refused.errno in SYSTEM_REFUSALS:
+        raise refused from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -173,6 +194,7 @@ def _detect_hdf5_layout(path: Path) -> str:
             ):
                 return "10x_h5"
     except OSError as exc:
+        _raise_if_refused(exc, path)
         raise ScdefrError(f"cannot read {path} as HDF5 (corrupt or truncated?): {_one_line(exc)}") from None
     raise ScdefrError(
         f"unknown HDF5 layout in {path} (top-level keys: {', '.join(sorted(keys)) or 'none'}); expected {SUPPORTED}"

@@ -51,6 +51,41 @@ def validate_raw_counts(matrix, *, what: str = "counts", uns: dict | None = None
             raise ScdefrError(f"{what}: non-integer values (e.g. {example:g}) - looks normalised; give raw counts")
 
 
+# The largest integer up to which float32 holds every integer exactly.
+FLOAT32_EXACT = 2**24
+
+
+def float32_rounding_note(matrix) -> str | None:
+    """What storing ``matrix`` as float32 (as every step does) changes, as a note; None if nothing.
+
+    float32 holds integers exactly only up to 2^24 = 16,777,216; a larger count becomes the nearest
+    value float32 holds, a relative change below 6e-8. Such counts are kept (in float32) and
+    reported rather than refused: doubling every matrix to float64 for them would cost more than the
+    change is worth. A matrix already in float32 cannot say what it held before: values above 2^24
+    in it are reported as possibly rounded.
+    """
+    values = matrix.data if sparse.issparse(matrix) else np.asarray(matrix)
+    if values.size == 0 or not np.issubdtype(values.dtype, np.number):
+        return None
+    large = [chunk[chunk > FLOAT32_EXACT] for chunk in _chunks(values)]
+    n_large = sum(part.size for part in large)
+    if not n_large:
+        return None
+    largest = max(float(part.max()) for part in large if part.size)
+    if values.dtype == np.float32:
+        return (
+            f"{n_large} count(s) above 2^24 (largest {largest:.0f}) were read as float32, which holds integers "
+            "exactly only up to 2^24: they may have been rounded (relative change below 6e-8)"
+        )
+    n_rounded = sum(int((part.astype(np.float32) != part).sum()) for part in large)
+    if not n_rounded:
+        return None
+    return (
+        f"{n_rounded} count(s) above 2^24 (largest {largest:.0f}) were rounded to the nearest float32 value "
+        "(relative change below 6e-8): the steps store counts as float32"
+    )
+
+
 def _chunks(values: np.ndarray):
     """``values`` flattened, CHECK_CHUNK at a time."""
     flat = values.reshape(-1)

@@ -18,7 +18,7 @@ from anndata.io import read_elem
 from scipy import sparse
 
 from ..errors import ScdefrError
-from ._counts import validate_raw_counts
+from ._counts import FLOAT32_EXACT, float32_rounding_note, validate_raw_counts
 
 logger = logging.getLogger(__name__)
 _GZIP_SIGNATURE = b"\x1f\x8b"
@@ -40,7 +40,12 @@ def _read_h5ad_counts(path: Path) -> tuple[ad.AnnData, str]:
         with tempfile.TemporaryDirectory(prefix="scdefr_") as tmp:
             plain = Path(tmp) / "input.h5ad"
             with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+                try:
+                    shutil.copyfileobj(src, dst)
+                except OSError as exc:
+                    if exc.errno is None:  # gzip's own error: a damaged file, not the system
+                        raise
+                    raise OSError(exc.errno, exc.strerror, str(plain)) from None  # the temporary copy's disk
             return _read_h5ad_counts(plain)
     with h5py.File(path, "r") as handle:
         matrices = [key for key in ("layers/counts", "X", "raw/X") if key in handle]
@@ -198,13 +203,20 @@ def _read_table(path: Path, *, sep: str, transpose: bool) -> ad.AnnData:
         )
     if transpose:
         table = table.T
+    rounded = float32_rounding_note(table.to_numpy()) if bool((table.max() > FLOAT32_EXACT).any()) else None
     matrix = sparse.csr_matrix(table.to_numpy(dtype=np.float32))
     obs, var = pd.DataFrame(index=table.index.astype(str)), pd.DataFrame(index=table.columns.astype(str))
-    return ad.AnnData(X=matrix, obs=obs, var=var)
+    adata = ad.AnnData(X=matrix, obs=obs, var=var)
+    if rounded:
+        adata.uns["scdefr_notes"] = [rounded]
+    return adata
 
 
-def _tidy(adata: ad.AnnData, path: Path) -> ad.AnnData:
-    """Cells x genes, CSR float32, unique ids; refuses duplicate cells, makes duplicate gene names unique."""
+def _tidy(adata: ad.AnnData, path: Path) -> tuple[ad.AnnData, list[str]]:
+    """Cells x genes, CSR float32, unique ids; refuses duplicate cells, makes duplicate gene names unique.
+
+    Returns the AnnData and notes on what was changed beyond that (logged as warnings too).
+    """
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise ScdefrError(f"{path}: empty matrix ({adata.n_obs} cells x {adata.n_vars} genes)")
     duplicated = adata.obs_names[adata.obs_names.duplicated()]
@@ -212,9 +224,19 @@ def _tidy(adata: ad.AnnData, path: Path) -> ad.AnnData:
         raise ScdefrError(
             f"{path}: {len(duplicated)} duplicate cell id(s), e.g. '{duplicated[0]}'; cell ids must be unique"
         )
+    notes = []
     if adata.var_names.has_duplicates:
-        logger.info("%d duplicate gene names made unique", int(adata.var_names.duplicated().sum()))
+        first = adata.var_names[adata.var_names.duplicated()][0]
+        notes.append(
+            f"{int(adata.var_names.duplicated().sum())} duplicate gene name(s) made unique by appending "
+            f"-1, -2, ... (e.g. '{first}' -> '{first}-1')"
+        )
         adata.var_names_make_unique()
+    rounded = float32_rounding_note(adata.X)
+    if rounded:
+        notes.append(rounded)
     matrix = sparse.csr_matrix(adata.X, dtype=np.float32)
     matrix.sort_indices()
-    return ad.AnnData(X=matrix, obs=adata.obs.copy(), var=adata.var.copy())
+    for note in notes:
+        logger.warning("%s: %s", path.name, note)
+    return ad.AnnData(X=matrix, obs=adata.obs.copy(), var=adata.var.copy()), notes

@@ -170,11 +170,58 @@ def qc(
         "mito_genes": n_mito,
         "median_counts": float(np.median(filtered.obs["n_counts"])),
     }
-    filtered.uns["scdefr_qc"] = {"params": params, "summary": summary}
+    notes = qc_notes(summary, n_top_genes)
+    for note in notes:
+        logger.info("QC %s", note)
+    notes = [*_input_notes(adata.uns), *notes]
+    filtered.uns["scdefr_qc"] = {"params": params, "summary": summary, "notes": notes}
     filtered.uns.pop("scdefr_input", None)
     if "scdefr_input" in adata.uns:
         filtered.uns["scdefr_qc"]["input"] = dict(adata.uns["scdefr_input"])
     return filtered
+
+
+# How each step of the summary is said in the notes: (what a dropped cell/gene failed, unit of threshold).
+_DROPPED_BY = {
+    "min_genes": "fewer than {} genes detected (--min-genes)",
+    "min_counts": "fewer than {} counts (--min-counts)",
+    "max_counts": "more than {} counts (--max-counts)",
+    "max_pct_mito": "more than {}% mitochondrial counts (--max-pct-mito)",
+    "min_cells": "detected in fewer than {} cells (--min-cells) or in none",
+    "no_counts_left": "no counts left in the kept genes",
+    "highly_variable": "not among the {} most variable (--n-top-genes)",
+}
+
+
+def qc_notes(summary: dict, n_top_genes: int) -> list[str]:
+    """What QC did to the data, in words: the cells and genes each filter dropped, and a gene
+    selection smaller than asked for."""
+    cells, genes = summary["input"]["cells"], summary["input"]["genes"]
+    dropped_cells, dropped_genes = [], []
+    for step in summary["step_order"]:
+        counts = summary["steps"][step]
+        reason = _DROPPED_BY[step].format(counts["threshold"])
+        if counts["cells"] < cells:
+            dropped_cells.append(f"{cells - counts['cells']} with {reason}")
+        if counts["genes"] < genes:
+            dropped_genes.append(f"{genes - counts['genes']} {reason}")
+        cells, genes = counts["cells"], counts["genes"]
+    output = summary["output"]
+    notes = [
+        f"kept {output['cells']} of {summary['input']['cells']} cells"
+        + (f"; dropped {', '.join(dropped_cells)}" if dropped_cells else ""),
+        f"kept {output['genes']} of {summary['input']['genes']} genes"
+        + (f"; dropped {', '.join(dropped_genes)}" if dropped_genes else ""),
+    ]
+    if output["genes"] < n_top_genes:
+        notes.append(f"{output['genes']} genes kept, fewer than --n-top-genes {n_top_genes}: too few genes passed")
+    return notes
+
+
+def _input_notes(uns) -> list[str]:
+    """Notes the reader left on what it changed (duplicate gene names, float32 rounding)."""
+    notes = uns.get("scdefr_input", {}).get("notes", [])
+    return [str(note) for note in notes]
 
 
 def _row_readable(X):
