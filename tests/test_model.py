@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from builders import ACCURATE, QUICK, make_graph_adata
+from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from scdefr import checkpoint, tl
@@ -242,6 +243,17 @@ def test_short_default_schedule_fills_every_cluster_asked_for():
     sizes = adata.obs["scdefr_cluster"].value_counts()
     assert (sizes > 0).sum() == 4
     assert adjusted_rand_score(adata.obs["cell_type"], adata.obs["scdefr_cluster"]) > 0.9
+
+
+def test_kmeans_readout_is_kmeans_on_the_final_embedding():
+    """readout='kmeans' (the paper's embedding read-out) without smoothing: the clusters are those of
+    KMeans on z, and the soft assignments are the Student's t kernel to its centres."""
+    model = SCDEFR(make_graph_adata(n_cells=120), 3, readout="kmeans", smoothing_steps=0, **QUICK).fit()
+    z, soft, clusters = model.predict()
+    labels = KMeans(3, n_init=QUICK["kmeans_n_init"], random_state=0).fit_predict(z)
+    assert adjusted_rand_score(labels, clusters) == 1.0
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-5)
+    assert "KMeans" in model.summary()["cluster_assignment"]
 
 
 def test_paper_graph_loss_remains_available():

@@ -21,7 +21,7 @@ from ._device import resolve_device
 from .clustering import estimate_n_clusters, hard_clusters, kmeans_centres, smooth_assignments
 from .data import CellGraph, make_batch, resolve_batch_size
 from .errors import ScdefrError
-from .nn import SCDEFRModule
+from .nn import SCDEFRModule, soft_assignment
 from .options import (
     MODEL_OPTIONS,
     ClusterOptions,
@@ -125,20 +125,30 @@ class SCDEFR:
 
     # --- results ---------------------------------------------------------------------------------
     def predict(self) -> tuple[np.ndarray, np.ndarray, pd.Categorical]:
-        """The embedding z, the soft assignments (Q averaged over the cell graph, columns in cluster
-        order) and each cell's cluster (categories ``'0'..'K-1'`` by size)."""
+        """The embedding z, the soft assignments (to the learned centres, Q, or with ``readout='kmeans'``
+        to KMeans centres of z; averaged over the cell graph, columns in cluster order) and each
+        cell's cluster (categories ``'0'..'K-1'`` by size)."""
         if not self.is_fitted:
             raise ScdefrError("the model is not fitted yet: call fit() first")
         self.module.to(self.device)
-        out = self.module.infer(make_batch(self.graph, None, self.device, counts=False), self.runtime.amp)
-        q = out.q.float().cpu().numpy()
-        soft, clusters = hard_clusters(smooth_assignments(q, self.graph.adjacency, self.clusters.smoothing_steps))
-        return out.z.float().cpu().numpy(), soft, clusters
+        batch = make_batch(self.graph, None, self.device, counts=False)
+        out = self.module.infer(batch, self.runtime.amp, refresh=self.training.batchnorm_stats == "refreshed")
+        z, q = out.z.float(), out.q.float()
+        if self.clusters.readout == "kmeans":
+            n_clusters = self.module.cluster_centres.shape[0]
+            centres, _ = kmeans_centres(z.cpu().numpy(), n_clusters, n_init=self.clusters.kmeans_n_init, seed=self.seed)
+            q = soft_assignment(z, torch.as_tensor(centres, device=z.device))
+        soft = smooth_assignments(q.cpu().numpy(), self.graph.adjacency, self.clusters.smoothing_steps)
+        soft, clusters = hard_clusters(soft)
+        return z.cpu().numpy(), soft, clusters
 
     def options(self) -> dict:
         """Every option of the model, by group."""
         groups = (self.clusters, self.network, self.training, self.runtime)
-        return {"seed": self.seed, **{key: group.to_dict() for key, group in zip(STORED_GROUPS, groups, strict=False)}}
+        return {
+            "seed": self.seed,
+            **{key: group.to_dict() for key, group in zip(STORED_GROUPS, groups, strict=False)},
+        }
 
     def summary(self) -> dict:
         """Options, the schedule used, K and how it was chosen, loss history, versions, device: h5ad-writable."""
@@ -161,8 +171,9 @@ class SCDEFR:
             "n_clusters": int(self.module.config["n_clusters"]),
             "n_clusters_choice": _writable(self.state.n_clusters_info),
             "cluster_assignment": (
-                "argmax of the soft assignment Q (Student's t kernel to the learned centres), averaged over "
-                f"{self.clusters.smoothing_steps} random-walk steps of the cell graph"
+                "argmax of the soft assignment (Student's t kernel) to "
+                + ("the learned centres (Q)" if self.clusters.readout == "centres" else "KMeans centres of z")
+                + f", averaged over {self.clusters.smoothing_steps} random-walk steps of the cell graph"
             ),
             "history": history,
             "versions": {
@@ -195,7 +206,12 @@ class SCDEFR:
         saved = checkpoint.load(path)
         if saved["cells"] != _fingerprint(adata):
             raise ScdefrError(f"checkpoint {path} was trained on other cells or genes than this input")
-        model = cls(adata, seed=saved["options"].get("seed", 0), **{**_stored_options(saved, path), **runtime})
+        stored = saved["options"]
+        model = cls(
+            adata,
+            seed=stored.get("seed", 0),
+            **{**_stored_options(saved, path), **runtime},
+        )
         module = saved["module"]
         if (module.get("n_genes"), module.get("n_cells")) != (model.graph.n_genes, model.graph.n_cells):
             raise ScdefrError(f"checkpoint {path} describes a network of other size than this input")

@@ -28,6 +28,13 @@ GraphLoss = Literal["sampled", "paper"]
 InputScaling = Literal["scale", "none"]
 NClustersMethod = Literal["leiden", "silhouette"]
 Compression = Literal["gzip", "none"]
+GraphNormalization = Literal["symmetric", "directed"]
+DecoderLayers = Literal["mirror", "gene_wide"]
+JointMode = Literal["train", "eval"]
+JointOptimizer = Literal["continue", "fresh"]
+TargetGradient = Literal["detached", "through"]
+BatchnormStats = Literal["refreshed", "running"]
+Readout = Literal["centres", "kmeans"]
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -131,6 +138,11 @@ class GraphOptions(Options):
     knn_method: KnnMethod = option(
         "auto", "kNN search: exact, approx (pynndescent) or auto (exact up to 100,000 cells)"
     )
+    graph_normalization: GraphNormalization = option(
+        "symmetric",
+        "symmetric: D^-1/2 (A+I) D^-1/2 of the symmetrised kNN graph; directed: the paper's kNN graph as "
+        "searched, D^-1/2 A D^-1/2 by out-degree (fusion, graph loss), by in-degree as PyG's gcn_norm (TAGConv)",
+    )
 
 
 @dataclass(frozen=True)
@@ -157,6 +169,11 @@ class NetworkOptions(Options):
         "what the encoders see of X: scale = each gene to mean 0, "
         "variance 1, clipped at 10 (sc.pp.scale); none = X as it is",
     )
+    decoder_layers: DecoderLayers = option(
+        "mirror",
+        "decoder hidden layers: mirror = the encoder widths reversed; gene_wide = those, then a "
+        "Linear-BatchNorm-ReLU-dropout block of one unit per gene before the ZINB heads (the paper's)",
+    )
 
     def check(self) -> None:
         if len(self.hidden_dims) < 2:
@@ -181,7 +198,14 @@ class ClusterOptions(Options):
         low=0,
         zero="argmax of Q itself",
     )
-    kmeans_n_init: int = option(20, "KMeans restarts of the cluster-centre initialisation", low=1)
+    kmeans_n_init: int = option(
+        20, "KMeans restarts of the cluster-centre initialisation (and of readout kmeans)", low=1
+    )
+    readout: Readout = option(
+        "centres",
+        "clusters from soft assignments to: centres = the learned cluster centres (Q); kmeans = centres "
+        "KMeans fits on the final embedding; either averaged over smoothing_steps, then the argmax",
+    )
 
 
 @dataclass(frozen=True)
@@ -216,6 +240,25 @@ class TrainingOptions(Options):
     weight_kl: float = option(0.5, "loss weight: KL(P || Q) of the fused embedding, joint training", low=0)
     weight_bce_graph: float = option(0.1, "loss weight: BCE(Q_graph, P_graph), joint training", low=0)
     weight_bce_ae: float = option(0.1, "loss weight: BCE(Q_ae, P_ae), joint training", low=0)
+    joint_mode: JointMode = option(
+        "train",
+        "network mode in joint training: train = dropout on, BatchNorm on batch statistics; "
+        "eval = neither (the paper's code never leaves eval mode after pre-training)",
+    )
+    joint_optimizer: JointOptimizer = option(
+        "continue",
+        "Adam of joint training: continue = pre-training's moments, centres added; fresh = a new Adam (the paper's)",
+    )
+    target_gradient: TargetGradient = option(
+        "detached",
+        "DEC targets P of the joint losses: detached = held fixed within a step (DEC); "
+        "through = gradients flow through P as well (the paper's)",
+    )
+    batchnorm_stats: BatchnormStats = option(
+        "refreshed",
+        "BatchNorm statistics of evaluation-mode passes: refreshed = re-estimated on all cells for the "
+        "current weights; running = the running averages training left (the paper's)",
+    )
 
     def loss_weights(self, phase: str) -> dict[str, float]:
         if phase == "pretrain":

@@ -36,7 +36,8 @@ def scdefr(
         Number of clusters, or ``'auto'`` (estimated from the pre-trained embedding, never from labels).
     key_added
         Results go to ``obsm['X_<key_added>']`` (the fused embedding z), ``obsm['<key_added>_soft']``
-        (Q averaged over the cell graph), ``obs['<key_added>_cluster']`` (their argmax, categories
+        (the soft assignments, to the learned centres or with ``readout='kmeans'`` to KMeans centres of
+        z, averaged over the cell graph), ``obs['<key_added>_cluster']`` (their argmax, categories
         ``'0'..'K-1'`` by size) and ``uns['<key_added>']`` (options, K and how it was chosen, loss
         history, versions, device, seed).
     copy

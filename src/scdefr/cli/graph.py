@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-HELP = "PCA, kNN cell graph and symmetric-normalised adjacency of a 'scdefr qc' output"
+HELP = "PCA, kNN cell graph and normalised adjacency of a 'scdefr qc' output"
 
 logger = logging.getLogger(__name__)
 CARRIED = ("layers/counts",)
