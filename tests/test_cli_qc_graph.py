@@ -89,6 +89,7 @@ def test_qc_then_graph(counts_h5ad, tmp_path):
         "knn_method": "auto",
         "knn_method_used": "exact",
         "graph_normalization": "symmetric",
+        "preset": "none",
         "seed": 4,
     }
     assert graphed.uns["scdefr_graph"]["degree"]["min"] >= 7

@@ -325,6 +325,14 @@ def test_qc_plot(counts, qced, tmp_path):
     assert len(figure.axes) == 5  # four panels and a colour bar
 
 
+def test_qc_preset_paper_drops_only_cells_and_genes_without_counts(counts):
+    result = pp.qc(counts.copy(), n_top_genes=200, preset="paper")
+    params = result.uns["scdefr_qc"]["params"]
+    assert (params["preset"], params["min_genes"], params["max_pct_mito"], params["min_cells"]) == ("paper", 0, 100, 1)
+    assert params["n_top_genes"] == 200  # given: wins over the preset's 2,000
+    assert result.n_obs == counts.n_obs  # the dying and the nearly empty cells have counts: kept
+
+
 # -- graph -------------------------------------------------------------------------------------
 
 
@@ -386,6 +394,16 @@ def test_graph_step_keeps_the_directed_knn_graph(qced, graphed):
     assert info["params"]["graph_normalization"] == "directed"
     assert reference["params"]["graph_normalization"] == "symmetric"
     assert (info["n_edges"], info["degree"]) == (reference["n_edges"], reference["degree"])  # the same graph
+
+
+def test_graph_takes_the_presets_options_unless_given(qced):
+    paper = pp.build_graph(qced, n_pcs=20, preset="paper", seed=0, copy=True).uns["scdefr_graph"]["params"]
+    assert (paper["preset"], paper["graph_normalization"], paper["knn_method"]) == ("paper", "directed", "exact")
+    assert paper["n_pcs"] == 20  # given: wins over the preset's 50
+    given = pp.build_graph(qced, n_pcs=20, preset="paper", graph_normalization="symmetric", copy=True)
+    assert given.uns["scdefr_graph"]["params"]["graph_normalization"] == "symmetric"
+    with pytest.raises(ScdefrError, match=r"preset \(--preset\) must be one of none, paper"):
+        pp.build_graph(qced, preset="papers", copy=True)
 
 
 def test_neighbours_are_mostly_the_same_type(graphed):

@@ -26,10 +26,12 @@ from .options import (
     MODEL_OPTIONS,
     ClusterOptions,
     CommonOptions,
+    GraphOptions,
     NetworkOptions,
     RuntimeOptions,
     TrainingOptions,
     model_option_names,
+    preset_values,
 )
 from .plan import TrainingPlan, TrainingState, resolve_epochs
 
@@ -56,24 +58,30 @@ class SCDEFR:
         (:func:`scdefr.tl.estimate_n_clusters`).
     seed
         Random seed of the initialisation, the batches and the centres.
+    preset
+        Takes the options of this preset (:data:`scdefr.options.PRESETS`) that ``options`` do not give.
     **options
         Any field of :class:`~scdefr.options.ClusterOptions`, :class:`~scdefr.options.NetworkOptions`,
         :class:`~scdefr.options.TrainingOptions` or :class:`~scdefr.options.RuntimeOptions`, by the
         same name as the command-line option (``tag_hops`` for ``--tag-hops``).
     """
 
-    def __init__(self, adata, n_clusters: int | str = "auto", *, seed: int = 0, **options):
+    def __init__(
+        self, adata, n_clusters: int | str = "auto", *, seed: int = 0, preset: str = CommonOptions.preset, **options
+    ):
         unknown = set(options) - model_option_names()
         if unknown:
             raise TypeError(f"unknown scDEFR option(s): {', '.join(sorted(unknown))}")
-        values = {"n_clusters": n_clusters, **options}
+        values = {**preset_values(preset, model_option_names()), "n_clusters": n_clusters, **options}
         self.clusters, self.network, self.training, self.runtime = (group.pick(values) for group in MODEL_OPTIONS)
-        self.seed = CommonOptions(seed=seed).seed
+        common = CommonOptions(seed=seed, preset=preset)
+        self.seed, self.preset = common.seed, common.preset
         if self.clusters.n_clusters != "auto" and self.clusters.n_clusters > adata.n_obs:
             raise ScdefrError(f"n_clusters ({self.clusters.n_clusters}) exceeds the number of cells ({adata.n_obs})")
         self.device = resolve_device(self.runtime.device)
         self.adata = adata
         self.graph = CellGraph.from_anndata(adata, self.network.zinb_form, self.network.input_scaling)
+        _warn_if_graph_differs(adata, self.preset)
         torch.manual_seed(self.seed)
         self.module = SCDEFRModule(self.graph.n_genes, self.graph.n_cells, self.network)
         self.state = TrainingState()
@@ -143,10 +151,11 @@ class SCDEFR:
         return z.cpu().numpy(), soft, clusters
 
     def options(self) -> dict:
-        """Every option of the model, by group."""
+        """Every option of the model, by group, and the preset they were resolved from."""
         groups = (self.clusters, self.network, self.training, self.runtime)
         return {
             "seed": self.seed,
+            "preset": self.preset,
             **{key: group.to_dict() for key, group in zip(STORED_GROUPS, groups, strict=False)},
         }
 
@@ -210,6 +219,7 @@ class SCDEFR:
         model = cls(
             adata,
             seed=stored.get("seed", 0),
+            preset=stored.get("preset", CommonOptions.preset),
             **{**_stored_options(saved, path), **runtime},
         )
         module = saved["module"]
@@ -234,7 +244,7 @@ class SCDEFR:
 def _stored_options(saved: dict, path) -> dict:
     """The checkpoint's options as keywords of :class:`SCDEFR`, refusing groups or names this version lacks."""
     stored = saved["options"]
-    unknown_groups = sorted(set(stored) - set(STORED_GROUPS) - {"seed"})
+    unknown_groups = sorted(set(stored) - set(STORED_GROUPS) - {"seed", "preset"})
     missing_groups = sorted(set(STORED_GROUPS) - set(stored))
     if unknown_groups or missing_groups:
         raise ScdefrError(
@@ -252,6 +262,24 @@ def _stored_options(saved: dict, path) -> dict:
             )
         keywords.update(values)
     return keywords
+
+
+def _warn_if_graph_differs(adata, preset: str) -> None:
+    """A warning when the graph was built with other values of the preset's graph options (``scdefr
+    graph`` without the preset): the model trains on it all the same."""
+    built = adata.uns.get("scdefr_graph", {}).get("params", {})
+    differing = [
+        f"{name} {built[name]} (the preset: {value})"
+        for name, value in preset_values(preset, GraphOptions.names()).items()
+        if name in built and built[name] != value
+    ]
+    if differing:
+        logger.warning(
+            "preset %s, but the input graph was built with %s: build it with --preset %s for the preset's graph",
+            preset,
+            ", ".join(differing),
+            preset,
+        )
 
 
 def _fingerprint(adata) -> str:

@@ -8,7 +8,7 @@ import os
 
 from .clustering import estimate_n_clusters, smooth_assignments
 from .model import SCDEFR
-from .options import RuntimeOptions
+from .options import CommonOptions, RuntimeOptions
 
 __all__ = ["estimate_n_clusters", "scdefr", "smooth_assignments"]
 
@@ -24,6 +24,7 @@ def scdefr(
     checkpoint_path: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     seed: int = 0,
+    preset: str = CommonOptions.preset,
     **options,
 ):
     """Train scDEFR on a graph AnnData and cluster its cells.
@@ -49,6 +50,9 @@ def scdefr(
         runtime ones (:class:`~scdefr.options.RuntimeOptions`).
     seed
         Random seed.
+    preset
+        Takes the options of this preset (:data:`scdefr.options.PRESETS`, e.g. ``'paper'``) that
+        ``options`` do not give; recorded in ``uns['<key_added>']['params']``.
     **options
         Options of :class:`~scdefr.model.SCDEFR` (the command line's names, with underscores).
 
@@ -61,7 +65,7 @@ def scdefr(
         runtime = {name: value for name, value in options.items() if name in RuntimeOptions.names()}
         model = SCDEFR.load(resume, adata, **runtime)
     else:
-        model = SCDEFR(adata, n_clusters, seed=seed, **options)
+        model = SCDEFR(adata, n_clusters, seed=seed, preset=preset, **options)
     model.fit(checkpoint_path)
     embedding, soft, clusters = model.predict()
     adata.obsm[f"X_{key_added}"] = embedding

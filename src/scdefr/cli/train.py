@@ -43,7 +43,7 @@ def main(args: argparse.Namespace) -> None:
     adata = io.read_step_h5ad(args.input)
     model_out = args.model_out or default_model_path(args.output)
     options = {name: getattr(args, name) for name in model_option_names()}
-    tl.scdefr(adata, checkpoint_path=model_out, resume=args.resume, seed=args.seed, **options)
+    tl.scdefr(adata, checkpoint_path=model_out, resume=args.resume, seed=args.seed, preset=args.preset, **options)
     write_h5ad(adata, args.output, compression=args.compression)
     summary = adata.uns["scdefr"]
     logger.info(

@@ -13,7 +13,7 @@ from scipy.sparse.csgraph import connected_components
 from .._progress import Stages
 from ..adjacency import normalized_adjacency, pattern
 from ..errors import ScdefrError
-from ..options import GraphOptions
+from ..options import CommonOptions, GraphOptions, takes_preset
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ def knn_binary(distances: sparse.spmatrix, n_neighbors: int) -> sparse.csr_matri
     )
 
 
+@takes_preset
 def build_graph(
     adata: ad.AnnData,
     *,
@@ -100,6 +101,7 @@ def build_graph(
     n_neighbors: int = GraphOptions.n_neighbors,
     knn_method: str = GraphOptions.knn_method,
     graph_normalization: str = GraphOptions.graph_normalization,
+    preset: str = CommonOptions.preset,
     seed: int = 0,
     copy: bool = False,
 ) -> ad.AnnData | None:
@@ -113,6 +115,8 @@ def build_graph(
         See :class:`~scdefr.options.GraphOptions`. ``n_neighbors`` counts the cell itself, as scanpy and
         the paper's ``kneighbors_graph(include_self=True)`` do; ``knn_method='auto'`` searches exactly
         up to :data:`EXACT_KNN_MAX_CELLS` cells and with pynndescent above.
+    preset
+        Takes the graph options of this preset (:data:`scdefr.options.PRESETS`) that the call does not give.
     seed
         Seeds the PCA and the kNN search.
     copy
@@ -128,7 +132,7 @@ def build_graph(
     )
     if copy:
         adata = adata.copy()
-        build_graph(adata, **options.to_dict(), seed=seed)
+        build_graph(adata, **options.to_dict(), preset=preset, seed=seed)
         return adata
     if adata.n_obs <= n_neighbors:
         raise ScdefrError(
@@ -191,6 +195,7 @@ def build_graph(
             "knn_method": knn_method,
             "knn_method_used": method,
             "graph_normalization": graph_normalization,
+            "preset": preset,
             "seed": seed,
         },
         "n_edges": int(degree.sum() // 2),
