@@ -77,6 +77,8 @@ def test_qc_then_graph(counts_h5ad, tmp_path):
         "n_neighbors": 8,
         "knn_method": "auto",
         "knn_method_used": "exact",
+        "graph_normalization": "symmetric",
+        "preset": "none",
         "seed": 4,
     }
     assert graphed.uns["scdefr_graph"]["degree"]["min"] >= 7

@@ -5,12 +5,15 @@ import numpy as np
 import pytest
 import torch
 from builders import ACCURATE, QUICK, make_graph_adata
+from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
+from sklearn.neighbors import kneighbors_graph
 
 from scdefr import checkpoint, tl
+from scdefr.adjacency import normalized_adjacency
 from scdefr.errors import ScdefrError
 from scdefr.model import SCDEFR
-from scdefr.options import ClusterOptions
+from scdefr.options import PRESETS, ClusterOptions
 from scdefr.plan import TrainingPlan
 
 
@@ -242,6 +245,56 @@ def test_short_default_schedule_fills_every_cluster_asked_for():
     sizes = adata.obs["scdefr_cluster"].value_counts()
     assert (sizes > 0).sum() == 4
     assert adjusted_rand_score(adata.obs["cell_type"], adata.obs["scdefr_cluster"]) > 0.9
+
+
+def test_kmeans_readout_is_kmeans_on_the_final_embedding():
+    """readout='kmeans' (the paper's embedding read-out) without smoothing: the clusters are those of
+    KMeans on z, and the soft assignments are the Student's t kernel to its centres."""
+    model = SCDEFR(make_graph_adata(n_cells=120), 3, readout="kmeans", smoothing_steps=0, **QUICK).fit()
+    z, soft, clusters = model.predict()
+    labels = KMeans(3, n_init=QUICK["kmeans_n_init"], random_state=0).fit_predict(z)
+    assert adjusted_rand_score(labels, clusters) == 1.0
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-5)
+    assert "KMeans" in model.summary()["cluster_assignment"]
+
+
+def directed_graph_adata(n_cells: int) -> ad.AnnData:
+    """make_graph_adata's cells on the paper's directed kNN graph, as 'scdefr graph --preset paper' records it."""
+    adata = make_graph_adata(n_cells=n_cells)
+    knn = kneighbors_graph(adata.X, 9, include_self=False)
+    adata.obsp["scdefr_adjacency"] = normalized_adjacency(knn, "directed")
+    adata.uns["scdefr_graph"] = {"params": {"graph_normalization": "directed", "preset": "paper"}}
+    return adata
+
+
+def test_preset_gives_the_defaults_and_explicit_options_win():
+    adata = make_graph_adata(n_cells=40)
+    model = SCDEFR(adata, 3, preset="paper", epochs=10, hidden_dims=(16, 8, 4))
+    assert (model.training.epochs, model.network.hidden_dims) == (10, (16, 8, 4))
+    for group in (model.clusters, model.network, model.training):
+        for name, value in group.to_dict().items():
+            if name in PRESETS["paper"] and name not in ("epochs", "hidden_dims"):
+                assert value == PRESETS["paper"][name], name
+    plain = SCDEFR(adata, 3)
+    assert (plain.preset, plain.training.joint_mode, plain.network.decoder_layers) == ("none", "train", "mirror")
+
+
+def test_paper_preset_trains_records_itself_and_reloads(tmp_path, caplog):
+    adata = directed_graph_adata(60)
+    short = {"pretrain_epochs": 3, "epochs": 2, "hidden_dims": (16, 8, 4), "kmeans_n_init": 2}
+    tl.scdefr(adata, 3, preset="paper", checkpoint_path=tmp_path / "m.pt", **short)
+    params = adata.uns["scdefr"]["params"]
+    assert params["preset"] == "paper"
+    assert params["training"]["joint_optimizer"] == "fresh" and params["training"]["lr"] == 1e-8
+    assert params["network"]["decoder_layers"] == "gene_wide" and params["clusters"]["readout"] == "kmeans"
+    assert all(np.all(np.isfinite(values)) for values in adata.uns["scdefr"]["history"]["joint"].values())
+    assert "preset paper, but the input graph" not in caplog.text
+    loaded = SCDEFR.load(tmp_path / "m.pt", adata)
+    assert loaded.preset == "paper" and loaded.options() == SCDEFR(adata, 3, preset="paper", **short).options()
+    symmetric = make_graph_adata(n_cells=60)
+    symmetric.uns["scdefr_graph"] = {"params": {"graph_normalization": "symmetric"}}
+    SCDEFR(symmetric, 3, preset="paper")
+    assert "graph_normalization symmetric (the preset: directed)" in caplog.text
 
 
 def test_paper_graph_loss_remains_available():

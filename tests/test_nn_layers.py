@@ -108,6 +108,24 @@ def test_module_forward_shapes_and_size_factors(zinb_form):
         torch.testing.assert_close(q.sum(1), torch.ones(n))
 
 
+def test_gene_wide_decoder_adds_a_block_of_one_unit_per_gene():
+    """The paper's decoder: the encoder widths reversed, then Linear-BatchNorm-ReLU-dropout of n_genes units."""
+    n, genes = 10, 7
+    widths = {}
+    for layers in ("mirror", "gene_wide"):
+        module = SCDEFRModule(genes, n, NetworkOptions(hidden_dims=(16, 8, 4), decoder_layers=layers)).eval()
+        widths[layers] = [block[0].out_features for block in module.decoder.body]
+        out = module(torch.rand(n, genes), _sparse(_normalised_adjacency(n)), torch.arange(n), torch.ones(n))
+        assert out.mu.shape == (n, genes)
+    assert widths == {"mirror": [8, 16], "gene_wide": [8, 16, genes]}
+    assert [type(layer) for layer in module.decoder.body[-1]] == [
+        torch.nn.Linear,
+        torch.nn.BatchNorm1d,
+        torch.nn.ReLU,
+        torch.nn.Dropout,
+    ]
+
+
 def test_module_fusion_follows_sigma():
     """sigma = 0: the autoencoder's later layers read only the graph encoder, so its own first layer is unused."""
     torch.manual_seed(0)

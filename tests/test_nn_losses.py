@@ -89,6 +89,23 @@ def test_target_distribution_and_kl_match_hand_computation():
     assert np.all(p.max(axis=1) >= q.max(axis=1) - 1e-12)
 
 
+def test_target_gradient_through_is_the_total_derivative():
+    """The paper's code lets gradients flow through P: with ``detach=False`` autograd gives the total
+    derivative of BCE(q, P(q)) (gradcheck against finite differences); the detached target does not."""
+    logits = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+
+    def loss(detach):
+        def bce(values):
+            q = torch.softmax(values, dim=1)
+            return torch.nn.functional.binary_cross_entropy(q, target_distribution(q, detach=detach))
+
+        return bce
+
+    assert torch.autograd.gradcheck(loss(False), (logits,))
+    assert not torch.autograd.gradcheck(loss(True), (logits,), raise_exception=False)
+    assert target_distribution(torch.softmax(logits, dim=1), detach=False).requires_grad
+
+
 def test_cluster_balance_is_the_exponent_on_the_cluster_sizes():
     """b = 0 only sharpens; b = 2 divides by f squared, so a cell between a large and a small
     cluster is pulled further towards the small one than DEC (b = 1) pulls it."""

@@ -9,13 +9,14 @@ import inspect
 import pytest
 
 from scdefr import pp, tl
-from scdefr.cli import build_parser
+from scdefr.cli import build_parser, parse_args
 from scdefr.cli._options import flag
 from scdefr.errors import ScdefrError
 from scdefr.export import export
 from scdefr.model import SCDEFR
 from scdefr.options import (
     COMMAND_OPTIONS,
+    PRESETS,
     CommonOptions,
     ExportOptions,
     GraphOptions,
@@ -113,3 +114,40 @@ def test_keywords_parse_to_their_python_values():
         (8, 4),
         0,
     )
+
+
+def test_paper_preset_holds_the_values_of_the_papers_code():
+    """As DARKpmm/scDEFR sets them: parameter_setting (lr 5e-5, lr1 1e-8, 250 epochs, widths 24/128/1024,
+    sigma 0.1, 2,000 genes), get_adj (10-NN with the cell, 50 PCs), DCRN(dropout=0.01), the loss weights
+    of pre_train and alt_train, KMeans(n_init=20); every value valid for its option."""
+    paper = PRESETS["paper"]
+    assert (paper["lr_pretrain"], paper["lr"], paper["pretrain_epochs"], paper["epochs"]) == (5e-5, 1e-8, 250, 250)
+    assert (paper["hidden_dims"], paper["sigma"], paper["dropout"], paper["n_top_genes"]) == (
+        (1024, 128, 24),
+        0.1,
+        0.01,
+        2000,
+    )
+    assert (paper["n_neighbors"], paper["n_pcs"], paper["kmeans_n_init"], paper["batch_size"]) == (10, 50, 20, 0)
+    weights = [
+        paper[f"weight_{name}"]
+        for name in ("rec_pretrain", "zinb_pretrain", "rec", "zinb", "kl", "bce_graph", "bce_ae")
+    ]
+    assert weights == [1.0, 0.5, 0.3, 0.1, 0.5, 0.1, 0.1]
+    groups = COMMAND_OPTIONS["run"]
+    assert set(paper) <= {name for group in groups for name in group.names()}
+    for group in groups:
+        group.pick(paper)  # validates
+
+
+def test_preset_sets_the_defaults_of_the_options_it_names_and_given_options_win():
+    run = ["run", "--input", "x", "--outdir", "o"]
+    args = parse_args([*run, "--preset", "paper", "--epochs", "10"])
+    for name, value in PRESETS["paper"].items():
+        assert getattr(args, name) == (10 if name == "epochs" else value), name
+    graph = parse_args(["graph", "--input", "x", "--output", "y", "--preset", "paper"])
+    assert (graph.graph_normalization, graph.knn_method) == ("directed", "exact") and not hasattr(graph, "epochs")
+    plain = parse_args(run)
+    for group in COMMAND_OPTIONS["run"]:
+        for item in dataclasses.fields(group):
+            assert getattr(plain, item.name) == item.default, item.name

@@ -116,6 +116,59 @@ def test_joint_phase_keeps_the_pretraining_adam_moments():
     torch.testing.assert_close(plan.optimizer.state[first_weight]["exp_avg_sq"], moments)
 
 
+def test_fresh_joint_optimiser_starts_without_the_pretraining_moments():
+    """joint_optimizer='fresh' (the paper's): a new Adam over the network and the centres at the joint rate."""
+    graph = CellGraph.from_anndata(make_graph_adata(n_cells=40))
+    module = module_for(graph)
+    plan = make_plan(graph, module, lr=2e-4, batch_size=0, joint_optimizer="fresh")
+    run_phase(plan, "pretrain", 3)
+    pretraining = plan.optimizer
+    plan._initialise_centres()
+    assert plan.optimizer is not pretraining and not plan.optimizer.state
+    groups = plan.optimizer.param_groups
+    assert [group["lr"] for group in groups] == [2e-4, 2e-4] and groups[1]["params"] == [module.cluster_centres]
+    run_phase(plan, "joint", 2)
+    assert int(plan.optimizer.state[next(module.parameters())]["step"]) == 2
+
+
+def test_joint_phase_in_eval_mode_has_no_dropout_and_frozen_batchnorm():
+    """joint_mode='eval' with batchnorm_stats='running' (the paper's): every joint forward pass in
+    evaluation mode, on the running averages pre-training left; joint_mode='train' keeps train mode."""
+
+    def joint_modes(joint_mode):
+        graph = CellGraph.from_anndata(make_graph_adata(n_cells=40))
+        plan = make_plan(graph, module_for(graph), batch_size=0, joint_mode=joint_mode, batchnorm_stats="running")
+        seen = []
+        plan.module.register_forward_pre_hook(lambda module, inputs: seen.append(module.training))
+        run_phase(plan, "pretrain", 2)
+        assert seen and all(seen)
+        plan._initialise_centres()
+        norm = plan.module.encoder_norms()[0]
+        running = norm.running_mean.clone()
+        seen.clear()
+        run_phase(plan, "joint", 2)
+        return set(seen), torch.equal(norm.running_mean, running)
+
+    assert joint_modes("train") == ({True}, False)
+    assert joint_modes("eval") == ({False}, True)
+
+
+def test_running_batchnorm_statistics_are_never_re_estimated():
+    """Placing the centres re-estimates the encoders' statistics on every cell, unless 'running' keeps
+    the averages training left (as the paper's eval-mode passes use them)."""
+    changed = {}
+    for stats in ("refreshed", "running"):
+        graph = CellGraph.from_anndata(make_graph_adata(n_cells=40))
+        torch.manual_seed(0)
+        plan = make_plan(graph, module_for(graph), batch_size=0, batchnorm_stats=stats)
+        run_phase(plan, "pretrain", 2)
+        norm = plan.module.encoder_norms()[0]
+        before = norm.running_mean.clone()
+        plan._initialise_centres()
+        changed[stats] = not torch.equal(norm.running_mean, before)
+    assert changed == {"refreshed": True, "running": False}
+
+
 def test_automatic_epochs_keep_the_cells_seen_above_each_phase_reference_size():
     pretrain_reference, joint_reference = AUTO_EPOCHS["pretrain"][1], AUTO_EPOCHS["joint"][1]
     assert resolve_epochs("auto", "pretrain", 5_000) == 60

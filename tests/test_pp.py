@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import sparse
+from sklearn.neighbors import kneighbors_graph
 
 from scdefr import pl, pp
-from scdefr.adjacency import normalized_adjacency
+from scdefr.adjacency import normalized_adjacency, propagation
 from scdefr.errors import ScdefrError
 
 N_TYPES = 3
@@ -324,6 +325,14 @@ def test_qc_plot(counts, qced, tmp_path):
     assert len(figure.axes) == 5  # four panels and a colour bar
 
 
+def test_qc_preset_paper_drops_only_cells_and_genes_without_counts(counts):
+    result = pp.qc(counts.copy(), n_top_genes=200, preset="paper")
+    params = result.uns["scdefr_qc"]["params"]
+    assert (params["preset"], params["min_genes"], params["max_pct_mito"], params["min_cells"]) == ("paper", 0, 100, 1)
+    assert params["n_top_genes"] == 200  # given: wins over the preset's 2,000
+    assert result.n_obs == counts.n_obs  # the dying and the nearly empty cells have counts: kept
+
+
 # -- graph -------------------------------------------------------------------------------------
 
 
@@ -348,6 +357,53 @@ def test_adjacency_is_symmetric_normalised_knn(graphed):
     np.testing.assert_allclose(graphed.obsp["scdefr_adjacency"].toarray(), expected, rtol=1e-5)
     # the largest eigenvalue of D^-1/2 (A+I) D^-1/2 is 1
     assert np.linalg.eigvalsh(expected).max() == pytest.approx(1.0)
+
+
+def test_directed_normalisation_is_the_papers_on_a_tiny_graph():
+    """The paper's get_adj: kneighbors_graph(k, include_self=True), then D^-1/2 A D^-1/2 with D the row
+    sums (so 1/k on each cell's k neighbours) for the fusion and the graph loss; its TAGConv gets
+    PyG's gcn_norm of the same edge list: messages from each cell to its neighbours, weighted by
+    in-degrees, without added self-loops."""
+    rng = np.random.default_rng(0)
+    n, k = 30, 5
+    knn = kneighbors_graph(rng.normal(size=(n, 4)), k, include_self=True).toarray()
+    inv_sqrt = knn.sum(axis=1) ** -0.5
+    adjacency = normalized_adjacency(sparse.csr_matrix(knn), "directed")
+    np.testing.assert_allclose(adjacency.toarray(), inv_sqrt[:, None] * knn * inv_sqrt[None, :], rtol=1e-6)
+    np.testing.assert_allclose(adjacency.data, 1 / k, rtol=1e-6)
+    assert (adjacency != adjacency.T).nnz > 0
+
+    rows, cols = np.nonzero(knn)  # the paper's edge_index: row = the cell, col = its neighbour
+    in_degree = np.bincount(cols, minlength=n).astype(float)
+    weights = in_degree[rows] ** -0.5 * in_degree[cols] ** -0.5
+    x = rng.normal(size=(n, 3))
+    messages = np.zeros_like(x)
+    np.add.at(messages, cols, weights[:, None] * x[rows])  # PyG: x_j from the source, summed at the target
+    np.testing.assert_allclose(propagation(adjacency, "directed") @ x, messages, rtol=1e-5)
+    assert propagation(adjacency, "symmetric") is adjacency
+
+
+def test_graph_step_keeps_the_directed_knn_graph(qced, graphed):
+    directed = pp.build_graph(qced, n_pcs=20, n_neighbors=10, graph_normalization="directed", seed=0, copy=True)
+    adjacency = directed.obsp["scdefr_adjacency"]
+    assert (adjacency.getnnz(axis=1) == 10).all() and (adjacency != adjacency.T).nnz > 0
+    np.testing.assert_allclose(adjacency.data, 0.1, rtol=1e-6)  # the paper's A / k
+    symmetrised = graphed.obsp["scdefr_adjacency"]
+    assert ((abs(adjacency) + abs(adjacency.T)) > 0).astype(int).sum() == symmetrised.nnz
+    info, reference = directed.uns["scdefr_graph"], graphed.uns["scdefr_graph"]
+    assert info["params"]["graph_normalization"] == "directed"
+    assert reference["params"]["graph_normalization"] == "symmetric"
+    assert (info["n_edges"], info["degree"]) == (reference["n_edges"], reference["degree"])  # the same graph
+
+
+def test_graph_takes_the_presets_options_unless_given(qced):
+    paper = pp.build_graph(qced, n_pcs=20, preset="paper", seed=0, copy=True).uns["scdefr_graph"]["params"]
+    assert (paper["preset"], paper["graph_normalization"], paper["knn_method"]) == ("paper", "directed", "exact")
+    assert paper["n_pcs"] == 20  # given: wins over the preset's 50
+    given = pp.build_graph(qced, n_pcs=20, preset="paper", graph_normalization="symmetric", copy=True)
+    assert given.uns["scdefr_graph"]["params"]["graph_normalization"] == "symmetric"
+    with pytest.raises(ScdefrError, match=r"preset \(--preset\) must be one of none, paper"):
+        pp.build_graph(qced, preset="papers", copy=True)
 
 
 def test_neighbours_are_mostly_the_same_type(graphed):

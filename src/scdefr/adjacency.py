@@ -1,9 +1,11 @@
 """The cell graph's operators, in one place: every user builds its matrix here.
 
-The graph step stores the symmetric-normalised adjacency ``D^-1/2 (A + I) D^-1/2`` of the symmetrised
-binary kNN graph; training batches re-normalise the subgraph of their cells the same way; the
-read-out averages soft assignments over random-walk steps ``D^-1 (A + I)``. All are scipy CSR,
-linear in the edges.
+The graph step stores the normalised adjacency ``D^-1/2 (A + I) D^-1/2`` of the binary kNN graph,
+symmetrised by default (``graph_normalization='symmetric'``) or kept as searched, each cell to its
+neighbours (``'directed'``, the paper's, D the out-degrees). Training batches re-normalise the subgraph
+of their cells the same way; the graph encoder propagates over that matrix, or over the in-degree
+normalised transpose for a directed graph (:func:`propagation`); the read-out averages soft
+assignments over random-walk steps ``D^-1 (A + I)``. All are scipy CSR, linear in the edges.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def pattern(adjacency, *, symmetrise: bool = False, self_loops: bool = True) -> 
 
 
 def symmetric_normalized(binary: sparse.spmatrix) -> sparse.csr_matrix:
-    """``D^-1/2 P D^-1/2`` of a pattern ``P`` with a self-loop on every cell (so no degree is 0)."""
+    """``D^-1/2 P D^-1/2`` of a pattern ``P`` with a self-loop on every cell (so no degree is 0), D its
+    row sums (the out-degrees when ``P`` is directed)."""
     inv_sqrt_degree = sparse.diags(1.0 / np.sqrt(np.asarray(binary.sum(axis=1)).ravel()))
     normalized = (inv_sqrt_degree @ binary @ inv_sqrt_degree).tocsr().astype(np.float32)
     normalized.sort_indices()
@@ -43,13 +46,26 @@ def random_walk(binary: sparse.spmatrix) -> sparse.csr_matrix:
 
 
 # PyG's gcn_norm computes the same matrix, but on torch tensors: the graph step runs in an image without torch.
-def normalized_adjacency(knn: sparse.spmatrix) -> sparse.csr_matrix:
-    """``D^-1/2 (A + I) D^-1/2`` where ``A`` is the binary kNN graph ``knn`` symmetrised (edge if either way)."""
-    return symmetric_normalized(pattern(knn, symmetrise=True))
+def normalized_adjacency(knn: sparse.spmatrix, normalization: str = "symmetric") -> sparse.csr_matrix:
+    """``D^-1/2 (A + I) D^-1/2`` where ``A`` is the binary kNN graph ``knn`` (row i: cell i's neighbours),
+    symmetrised (edge if either way) for ``'symmetric'``, as it is for ``'directed'`` (the paper's
+    ``norm_adj`` of its ``kneighbors_graph``, D the out-degrees)."""
+    return symmetric_normalized(pattern(knn, symmetrise=normalization == "symmetric"))
+
+
+def propagation(adjacency: sparse.csr_matrix, normalization: str) -> sparse.csr_matrix:
+    """The matrix the graph encoder's TAGConv propagates over: ``adjacency`` itself when symmetric;
+    for a directed graph, what PyG's TAGConv (``gcn_norm`` without added self-loops) makes of the
+    paper's edge list: messages flow from each cell to its neighbours, ``D_in^-1/2 P^T D_in^-1/2``
+    with ``P`` the pattern of ``adjacency`` and ``D_in`` its column sums."""
+    if normalization == "symmetric":
+        return adjacency
+    return symmetric_normalized(pattern(adjacency).T.tocsr())
 
 
 def subgraph_adjacency(adjacency: sparse.csr_matrix, cells: np.ndarray) -> sparse.csr_matrix:
-    """The normalised adjacency of the subgraph that ``cells`` induce, re-normalised over its own edges."""
+    """The normalised adjacency of the subgraph that ``cells`` induce, re-normalised over its own edges
+    (by its row sums: a directed graph stays directed)."""
     return symmetric_normalized(pattern(adjacency[cells][:, cells]))
 
 

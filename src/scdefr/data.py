@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .adjacency import subgraph_adjacency
+from .adjacency import propagation, subgraph_adjacency
 from .errors import ScdefrError
 
 # Full-batch training up to this many cells; above it batches of AUTO_BATCH_SIZE cells. Memory is
@@ -48,6 +48,9 @@ class CellGraph:
     size_factors: np.ndarray
     adjacency: sp.csr_matrix
     pca: np.ndarray | None = None
+    # How the graph step normalised the adjacency (uns['scdefr_graph']); a directed graph's encoder
+    # propagates over another matrix (scdefr.adjacency.propagation).
+    normalization: str = "symmetric"
     # Per-gene centre and scale of X for the encoders (None: X as it is); applied batch by batch so a
     # sparse X stays sparse in memory.
     x_centre: np.ndarray | None = None
@@ -64,7 +67,8 @@ class CellGraph:
     @classmethod
     def from_anndata(cls, adata, zinb_form: str = "counts", input_scaling: str = "scale") -> CellGraph:
         """Take X, the ZINB target (``layers['counts']``, or X itself for the paper's form), size
-        factors and ``obsp['scdefr_adjacency']``; refuse anything missing, non-finite or misshapen.
+        factors, ``obsp['scdefr_adjacency']`` and its normalisation (symmetric when ``uns['scdefr_graph']``
+        does not say); refuse anything missing, non-finite or misshapen.
 
         ``input_scaling='scale'`` standardises each gene of X for the encoders: uncentred, the
         normalised propagation of the graph encoder mostly carries each cell's degree times the mean
@@ -99,7 +103,10 @@ class CellGraph:
             raise ScdefrError("obsp['scdefr_adjacency'] has NaN or infinite values")
         adjacency.eliminate_zeros()
         pca = np.asarray(adata.obsm["X_pca"], dtype=np.float32) if "X_pca" in adata.obsm else None
-        graph = cls(x=x, target=target, size_factors=size_factors, adjacency=adjacency, pca=pca)
+        normalization = adata.uns.get("scdefr_graph", {}).get("params", {}).get("graph_normalization", "symmetric")
+        graph = cls(
+            x=x, target=target, size_factors=size_factors, adjacency=adjacency, pca=pca, normalization=normalization
+        )
         if input_scaling == "scale":
             graph.x_centre, graph.x_scale = gene_centre_and_scale(x)
         return graph
@@ -152,6 +159,7 @@ class Batch:
     target: torch.Tensor
     size_factors: torch.Tensor
     adjacency: torch.Tensor  # normalised, sparse COO
+    propagation: torch.Tensor  # what the graph encoder propagates over: the adjacency itself unless directed
     cell_index: torch.Tensor
     edge_rows: torch.Tensor
     edge_cols: torch.Tensor
@@ -170,20 +178,13 @@ def make_batch(graph: CellGraph, cells: np.ndarray | None, device: torch.device,
     reconstruction targets stay the full graph's values of those edges.
     """
     if cells is None:
-        adjacency = graph.adjacency.tocoo()
-        targets = adjacency
-        cell_index = np.arange(graph.n_cells)
+        adjacency, targets, cell_index = graph.adjacency, graph.adjacency.tocoo(), np.arange(graph.n_cells)
     else:
+        adjacency, cell_index = subgraph_adjacency(graph.adjacency, cells), cells
         targets = graph.adjacency[cells][:, cells].tocoo()
-        adjacency = subgraph_adjacency(graph.adjacency, cells).tocoo()
-        cell_index = cells
-    n = adjacency.shape[0]
-    sparse_adjacency = torch.sparse_coo_tensor(
-        np.vstack([adjacency.row, adjacency.col]).astype(np.int64),
-        adjacency.data.astype(np.float32),
-        (n, n),
-        check_invariants=False,  # built from a valid scipy matrix
-    ).coalesce()
+    propagated = propagation(adjacency, graph.normalization)
+    sparse_adjacency = _sparse_tensor(adjacency, device)
+    sparse_propagation = sparse_adjacency if propagated is adjacency else _sparse_tensor(propagated, device)
 
     def tensor(array, dtype=torch.float32):
         return torch.as_tensor(array, dtype=dtype).to(device)
@@ -192,12 +193,26 @@ def make_batch(graph: CellGraph, cells: np.ndarray | None, device: torch.device,
         x=tensor(graph.encoder_input(cells)),
         target=tensor(_dense_rows(graph.target, cells)) if counts else torch.empty(0, device=device),
         size_factors=tensor(graph.size_factors if cells is None else graph.size_factors[cells]),
-        adjacency=sparse_adjacency.to(device),
+        adjacency=sparse_adjacency,
+        propagation=sparse_propagation,
         cell_index=tensor(cell_index, torch.long),
         edge_rows=tensor(targets.row, torch.long),
         edge_cols=tensor(targets.col, torch.long),
         edge_weights=tensor(targets.data),
     )
+
+
+def _sparse_tensor(matrix: sp.spmatrix, device: torch.device) -> torch.Tensor:
+    """A square scipy matrix as a coalesced torch sparse COO tensor on ``device``."""
+    coo = matrix.tocoo()
+    n = coo.shape[0]
+    tensor = torch.sparse_coo_tensor(
+        np.vstack([coo.row, coo.col]).astype(np.int64),
+        coo.data.astype(np.float32),
+        (n, n),
+        check_invariants=False,  # built from a valid scipy matrix
+    ).coalesce()
+    return tensor.to(device)
 
 
 def partition_cells(

@@ -21,15 +21,17 @@ from ._device import resolve_device
 from .clustering import estimate_n_clusters, hard_clusters, kmeans_centres, smooth_assignments
 from .data import CellGraph, make_batch, resolve_batch_size
 from .errors import ScdefrError
-from .nn import SCDEFRModule
+from .nn import SCDEFRModule, soft_assignment
 from .options import (
     MODEL_OPTIONS,
     ClusterOptions,
     CommonOptions,
+    GraphOptions,
     NetworkOptions,
     RuntimeOptions,
     TrainingOptions,
     model_option_names,
+    preset_values,
 )
 from .plan import TrainingPlan, TrainingState, resolve_epochs
 
@@ -56,24 +58,30 @@ class SCDEFR:
         (:func:`scdefr.tl.estimate_n_clusters`).
     seed
         Random seed of the initialisation, the batches and the centres.
+    preset
+        Takes the options of this preset (:data:`scdefr.options.PRESETS`) that ``options`` do not give.
     **options
         Any field of :class:`~scdefr.options.ClusterOptions`, :class:`~scdefr.options.NetworkOptions`,
         :class:`~scdefr.options.TrainingOptions` or :class:`~scdefr.options.RuntimeOptions`, by the
         same name as the command-line option (``tag_hops`` for ``--tag-hops``).
     """
 
-    def __init__(self, adata, n_clusters: int | str = "auto", *, seed: int = 0, **options):
+    def __init__(
+        self, adata, n_clusters: int | str = "auto", *, seed: int = 0, preset: str = CommonOptions.preset, **options
+    ):
         unknown = set(options) - model_option_names()
         if unknown:
             raise TypeError(f"unknown scDEFR option(s): {', '.join(sorted(unknown))}")
-        values = {"n_clusters": n_clusters, **options}
+        values = {**preset_values(preset, model_option_names()), "n_clusters": n_clusters, **options}
         self.clusters, self.network, self.training, self.runtime = (group.pick(values) for group in MODEL_OPTIONS)
-        self.seed = CommonOptions(seed=seed).seed
+        common = CommonOptions(seed=seed, preset=preset)
+        self.seed, self.preset = common.seed, common.preset
         if self.clusters.n_clusters != "auto" and self.clusters.n_clusters > adata.n_obs:
             raise ScdefrError(f"n_clusters ({self.clusters.n_clusters}) exceeds the number of cells ({adata.n_obs})")
         self.device = resolve_device(self.runtime.device)
         self.adata = adata
         self.graph = CellGraph.from_anndata(adata, self.network.zinb_form, self.network.input_scaling)
+        _warn_if_graph_differs(adata, self.preset)
         torch.manual_seed(self.seed)
         self.module = SCDEFRModule(self.graph.n_genes, self.graph.n_cells, self.network)
         self.state = TrainingState()
@@ -125,20 +133,31 @@ class SCDEFR:
 
     # --- results ---------------------------------------------------------------------------------
     def predict(self) -> tuple[np.ndarray, np.ndarray, pd.Categorical]:
-        """The embedding z, the soft assignments (Q averaged over the cell graph, columns in cluster
-        order) and each cell's cluster (categories ``'0'..'K-1'`` by size)."""
+        """The embedding z, the soft assignments (to the learned centres, Q, or with ``readout='kmeans'``
+        to KMeans centres of z; averaged over the cell graph, columns in cluster order) and each
+        cell's cluster (categories ``'0'..'K-1'`` by size)."""
         if not self.is_fitted:
             raise ScdefrError("the model is not fitted yet: call fit() first")
         self.module.to(self.device)
-        out = self.module.infer(make_batch(self.graph, None, self.device, counts=False), self.runtime.amp)
-        q = out.q.float().cpu().numpy()
-        soft, clusters = hard_clusters(smooth_assignments(q, self.graph.adjacency, self.clusters.smoothing_steps))
-        return out.z.float().cpu().numpy(), soft, clusters
+        batch = make_batch(self.graph, None, self.device, counts=False)
+        out = self.module.infer(batch, self.runtime.amp, refresh=self.training.batchnorm_stats == "refreshed")
+        z, q = out.z.float(), out.q.float()
+        if self.clusters.readout == "kmeans":
+            n_clusters = self.module.cluster_centres.shape[0]
+            centres, _ = kmeans_centres(z.cpu().numpy(), n_clusters, n_init=self.clusters.kmeans_n_init, seed=self.seed)
+            q = soft_assignment(z, torch.as_tensor(centres, device=z.device))
+        soft = smooth_assignments(q.cpu().numpy(), self.graph.adjacency, self.clusters.smoothing_steps)
+        soft, clusters = hard_clusters(soft)
+        return z.cpu().numpy(), soft, clusters
 
     def options(self) -> dict:
-        """Every option of the model, by group."""
+        """Every option of the model, by group, and the preset they were resolved from."""
         groups = (self.clusters, self.network, self.training, self.runtime)
-        return {"seed": self.seed, **{key: group.to_dict() for key, group in zip(STORED_GROUPS, groups, strict=False)}}
+        return {
+            "seed": self.seed,
+            "preset": self.preset,
+            **{key: group.to_dict() for key, group in zip(STORED_GROUPS, groups, strict=False)},
+        }
 
     def summary(self) -> dict:
         """Options, the schedule used, K and how it was chosen, loss history, versions, device: h5ad-writable."""
@@ -161,8 +180,9 @@ class SCDEFR:
             "n_clusters": int(self.module.config["n_clusters"]),
             "n_clusters_choice": _writable(self.state.n_clusters_info),
             "cluster_assignment": (
-                "argmax of the soft assignment Q (Student's t kernel to the learned centres), averaged over "
-                f"{self.clusters.smoothing_steps} random-walk steps of the cell graph"
+                "argmax of the soft assignment (Student's t kernel) to "
+                + ("the learned centres (Q)" if self.clusters.readout == "centres" else "KMeans centres of z")
+                + f", averaged over {self.clusters.smoothing_steps} random-walk steps of the cell graph"
             ),
             "history": history,
             "versions": {
@@ -201,7 +221,8 @@ class SCDEFR:
                 "give the input it was trained on, or train without --resume"
             )
         seed, stored = _stored_options(saved, path)
-        model = cls(adata, seed=seed, **{**stored, **runtime})
+        preset = saved["options"].get("preset", CommonOptions.preset)
+        model = cls(adata, seed=seed, preset=preset, **{**stored, **runtime})
         module = saved["module"]
         if (module["n_genes"], module["n_cells"]) != (model.graph.n_genes, model.graph.n_cells):
             raise ScdefrError(f"checkpoint {path} describes a network of other size than this input")
@@ -228,7 +249,7 @@ def _stored_options(saved: dict, path) -> tuple[int, dict]:
     checks them; refused in one line unless they are exactly this version's options (none missing,
     none unknown), since a default standing in for a missing option would continue another run."""
     stored = saved["options"]
-    unknown_groups = sorted(set(stored) - set(STORED_GROUPS) - {"seed"})
+    unknown_groups = sorted(set(stored) - set(STORED_GROUPS) - {"seed", "preset"})
     missing_groups = sorted(set(STORED_GROUPS) - set(stored))
     if unknown_groups or missing_groups or not all(isinstance(stored[key], dict) for key in STORED_GROUPS):
         raise ScdefrError(
@@ -264,6 +285,24 @@ def _optimised_parameters(module: SCDEFRModule) -> list:
     centres, a group of their own, last)."""
     network = [p for name, p in module.named_parameters() if name != "cluster_centres"]
     return network + ([module.cluster_centres] if module.cluster_centres is not None else [])
+
+
+def _warn_if_graph_differs(adata, preset: str) -> None:
+    """A warning when the graph was built with other values of the preset's graph options (``scdefr
+    graph`` without the preset): the model trains on it all the same."""
+    built = adata.uns.get("scdefr_graph", {}).get("params", {})
+    differing = [
+        f"{name} {built[name]} (the preset: {value})"
+        for name, value in preset_values(preset, GraphOptions.names()).items()
+        if name in built and built[name] != value
+    ]
+    if differing:
+        logger.warning(
+            "preset %s, but the input graph was built with %s: build it with --preset %s for the preset's graph",
+            preset,
+            ", ".join(differing),
+            preset,
+        )
 
 
 def _fingerprint(adata) -> str:

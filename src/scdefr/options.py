@@ -11,6 +11,8 @@ starts without torch.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
 import re
 import typing
@@ -28,6 +30,14 @@ GraphLoss = Literal["sampled", "paper"]
 InputScaling = Literal["scale", "none"]
 NClustersMethod = Literal["leiden", "silhouette"]
 Compression = Literal["gzip", "none"]
+Preset = Literal["none", "paper"]
+GraphNormalization = Literal["symmetric", "directed"]
+DecoderLayers = Literal["mirror", "gene_wide"]
+JointMode = Literal["train", "eval"]
+JointOptimizer = Literal["continue", "fresh"]
+TargetGradient = Literal["detached", "through"]
+BatchnormStats = Literal["refreshed", "running"]
+Readout = Literal["centres", "kmeans"]
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -100,6 +110,11 @@ class CommonOptions(Options):
         "compression of the h5ad files written: gzip (level 1) or none "
         "(about ten times faster to write, three times larger)",
     )
+    preset: Preset = option(
+        "none",
+        "a named set of option values for the steps it concerns (paper: the paper's code, with a "
+        "label-free read-out); options given explicitly still win",
+    )
 
 
 @dataclass(frozen=True)
@@ -131,6 +146,11 @@ class GraphOptions(Options):
     knn_method: KnnMethod = option(
         "auto", "kNN search: exact, approx (pynndescent) or auto (exact up to 100,000 cells)"
     )
+    graph_normalization: GraphNormalization = option(
+        "symmetric",
+        "symmetric: D^-1/2 (A+I) D^-1/2 of the symmetrised kNN graph; directed: the paper's kNN graph as "
+        "searched, D^-1/2 A D^-1/2 by out-degree (fusion, graph loss), by in-degree as PyG's gcn_norm (TAGConv)",
+    )
 
 
 @dataclass(frozen=True)
@@ -157,6 +177,11 @@ class NetworkOptions(Options):
         "what the encoders see of X: scale = each gene to mean 0, "
         "variance 1, clipped at 10 (sc.pp.scale); none = X as it is",
     )
+    decoder_layers: DecoderLayers = option(
+        "mirror",
+        "decoder hidden layers: mirror = the encoder widths reversed; gene_wide = those, then a "
+        "Linear-BatchNorm-ReLU-dropout block of one unit per gene before the ZINB heads (the paper's)",
+    )
 
     def check(self) -> None:
         if len(self.hidden_dims) < 2:
@@ -181,7 +206,14 @@ class ClusterOptions(Options):
         low=0,
         zero="argmax of Q itself",
     )
-    kmeans_n_init: int = option(20, "KMeans restarts of the cluster-centre initialisation", low=1)
+    kmeans_n_init: int = option(
+        20, "KMeans restarts of the cluster-centre initialisation (and of readout kmeans)", low=1
+    )
+    readout: Readout = option(
+        "centres",
+        "clusters from soft assignments to: centres = the learned cluster centres (Q); kmeans = centres "
+        "KMeans fits on the final embedding; either averaged over smoothing_steps, then the argmax",
+    )
 
 
 @dataclass(frozen=True)
@@ -216,6 +248,25 @@ class TrainingOptions(Options):
     weight_kl: float = option(0.5, "loss weight: KL(P || Q) of the fused embedding, joint training", low=0)
     weight_bce_graph: float = option(0.1, "loss weight: BCE(Q_graph, P_graph), joint training", low=0)
     weight_bce_ae: float = option(0.1, "loss weight: BCE(Q_ae, P_ae), joint training", low=0)
+    joint_mode: JointMode = option(
+        "train",
+        "network mode in joint training: train = dropout on, BatchNorm on batch statistics; "
+        "eval = neither (the paper's code never leaves eval mode after pre-training)",
+    )
+    joint_optimizer: JointOptimizer = option(
+        "continue",
+        "Adam of joint training: continue = pre-training's moments, centres added; fresh = a new Adam (the paper's)",
+    )
+    target_gradient: TargetGradient = option(
+        "detached",
+        "DEC targets P of the joint losses: detached = held fixed within a step (DEC); "
+        "through = gradients flow through P as well (the paper's)",
+    )
+    batchnorm_stats: BatchnormStats = option(
+        "refreshed",
+        "BatchNorm statistics of evaluation-mode passes: refreshed = re-estimated on all cells for the "
+        "current weights; running = the running averages training left (the paper's)",
+    )
 
     def loss_weights(self, phase: str) -> dict[str, float]:
         if phase == "pretrain":
@@ -314,8 +365,82 @@ COMMAND_OPTIONS: dict[str, tuple[type[Options], ...]] = {
 
 
 def model_option_names() -> set[str]:
-    """Keywords of :class:`scdefr.model.SCDEFR` and ``tl.scdefr`` besides ``seed``."""
+    """Keywords of :class:`scdefr.model.SCDEFR` and ``tl.scdefr`` besides ``seed`` and ``preset``."""
     return {name for group in MODEL_OPTIONS for name in group.names()}
+
+
+# Each preset's option values; a step takes those of its own options. ``paper`` is every choice of the
+# paper's code (github.com/DARKpmm/scDEFR), those equal to our defaults included so that it stays the
+# paper's when a default changes; docs/usage.md lists them. Its read-out is KMeans on the final
+# embedding: the code also scores spectral clustering of the graph and keeps whichever agrees better
+# with the true labels, a choice that needs the labels.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        # qc: only cells and genes without counts are dropped; log1p of counts over the median library; 2,000 HVG
+        "min_genes": 0,
+        "min_counts": 1,
+        "max_counts": None,
+        "max_pct_mito": 100.0,
+        "min_cells": 1,
+        "n_top_genes": 2000,
+        # graph: exact 10-NN (the cell included) on 50 PCs, kept directed
+        "n_pcs": 50,
+        "n_neighbors": 10,
+        "knn_method": "exact",
+        "graph_normalization": "directed",
+        # network
+        "hidden_dims": (1024, 128, 24),
+        "sigma": 0.1,
+        "dropout": 0.01,
+        "tag_hops": 3,
+        "zinb_form": "paper",
+        "input_scaling": "none",
+        "decoder_layers": "gene_wide",
+        # training: 250 + 250 full-batch epochs
+        "pretrain_epochs": 250,
+        "epochs": 250,
+        "lr_pretrain": 5e-5,
+        "lr": 1e-8,
+        "batch_size": 0,
+        "graph_loss": "paper",
+        "input_noise": 0.0,
+        "cluster_balance": 1.0,
+        "weight_rec_pretrain": 1.0,
+        "weight_zinb_pretrain": 0.5,
+        "weight_rec": 0.3,
+        "weight_zinb": 0.1,
+        "weight_kl": 0.5,
+        "weight_bce_graph": 0.1,
+        "weight_bce_ae": 0.1,
+        "joint_mode": "eval",
+        "joint_optimizer": "fresh",
+        "target_gradient": "through",
+        "batchnorm_stats": "running",
+        # clusters: KMeans with 20 restarts for the centres and the read-out
+        "kmeans_n_init": 20,
+        "readout": "kmeans",
+        "smoothing_steps": 0,
+    },
+}
+
+
+def preset_values(preset: str, names) -> dict[str, Any]:
+    """The values ``preset`` gives to those of its options that are in ``names`` (none for ``'none'``)."""
+    CommonOptions(preset=preset)
+    return {name: value for name, value in PRESETS.get(preset, {}).items() if name in names}
+
+
+def takes_preset(function):
+    """Lets ``function(..., preset=NAME)`` take the preset's values for the keyword options it has that
+    the call leaves out; the options a call gives win, and ``function`` still receives ``preset``."""
+    names = set(inspect.signature(function).parameters)
+
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        preset = kwargs.get("preset", CommonOptions.preset)
+        return function(*args, **{**preset_values(preset, names - set(kwargs)), **kwargs})
+
+    return call
 
 
 @cache

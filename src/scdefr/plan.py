@@ -129,11 +129,15 @@ class TrainingPlan:
         return torch.optim.Adam(groups, lr=lr)
 
     def _start_joint_optimizer(self) -> None:
-        """Keep the network's Adam moments from pre-training, add the centres, switch to the joint rate.
+        """Keep the network's Adam moments from pre-training, add the centres, switch to the joint rate;
+        or, with ``joint_optimizer='fresh'`` (the paper's), a new Adam over both.
 
         A fresh Adam's first steps are sign steps of size lr on every weight, which move the
         embedding away from the centres KMeans just placed; continuing the moments avoids that jolt.
         """
+        if self.training.joint_optimizer == "fresh":
+            self.optimizer = self._new_optimizer()
+            return
         self.optimizer.add_param_group({"params": [self.module.cluster_centres]})
         for group in self.optimizer.param_groups:
             group["lr"] = self.training.lr
@@ -178,7 +182,9 @@ class TrainingPlan:
         seed = epoch_seed(self.seed, phase, epoch)
         torch.manual_seed(seed)
         self.module.train()
-        if phase == "joint" and self.batch_size:
+        if phase == "joint" and self.training.joint_mode == "eval":
+            self._evaluation_mode()
+        elif phase == "joint" and self.batch_size:
             self._whole_graph_normalisation()
         frequencies = self._global_frequencies(phase)
         next_frequencies: dict[str, torch.Tensor] = {}
@@ -189,9 +195,17 @@ class TrainingPlan:
             if phase == "pretrain" and self.training.input_noise:
                 x = x + self.training.input_noise * torch.randn_like(x)
             with autocast(self.device, self.runtime.amp):
-                out = self.module(x, batch.adjacency, batch.cell_index, batch.size_factors)
+                out = self.module(
+                    x, batch.adjacency, batch.cell_index, batch.size_factors, propagation=batch.propagation
+                )
             terms = self.module.loss(
-                out, batch, phase, self.training.graph_loss, frequencies, self.training.cluster_balance
+                out,
+                batch,
+                phase,
+                self.training.graph_loss,
+                frequencies,
+                self.training.cluster_balance,
+                self.training.target_gradient,
             )
             if frequencies is not None:
                 for name in frequencies:
@@ -258,9 +272,21 @@ class TrainingPlan:
     # --- inference during training ---------------------------------------------------------------
     def embed(self):
         """Evaluation-mode outputs of every cell from one pass over the whole graph."""
-        out = self.module.infer(self.whole_graph(), self.runtime.amp)
+        out = self.module.infer(self.whole_graph(), self.runtime.amp, refresh=self.refreshes_batchnorm)
         self._norms_match_weights = True
         return out
+
+    @property
+    def refreshes_batchnorm(self) -> bool:
+        """Whether evaluation-mode passes re-estimate BatchNorm statistics first (``batchnorm_stats``)."""
+        return self.training.batchnorm_stats == "refreshed"
+
+    def _evaluation_mode(self) -> None:
+        """The whole network in evaluation mode for a joint epoch (``joint_mode='eval'``, the paper's):
+        no dropout, BatchNorm on statistics of every cell for these weights, or on the running
+        averages pre-training left (``batchnorm_stats='running'``, the paper's)."""
+        self._refresh_norms()
+        self.module.eval()
 
     def _whole_graph_normalisation(self) -> None:
         """For this epoch's mini-batches, normalise the encoders with statistics of every cell.
@@ -271,13 +297,18 @@ class TrainingPlan:
         graph, refreshed once per epoch, are the ones inference uses; the pass that placed the centres
         left them for the first epoch.
         """
-        if not self._norms_match_weights:
-            batch = self.whole_graph()
-            self.module.refresh_batchnorm(batch.x, batch.adjacency, self.runtime.amp)
-            self._norms_match_weights = True
+        self._refresh_norms()
         self.module.train()
         for norm in self.module.encoder_norms():
             norm.eval()
+
+    def _refresh_norms(self) -> None:
+        """Re-estimate the encoders' BatchNorm statistics on every cell if the weights moved since the
+        last time, unless ``batchnorm_stats='running'`` keeps the running averages."""
+        if self.refreshes_batchnorm and not self._norms_match_weights:
+            batch = self.whole_graph()
+            self.module.refresh_batchnorm(batch.x, batch.propagation, self.runtime.amp)
+            self._norms_match_weights = True
 
     # --- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike | None) -> None:

@@ -8,7 +8,7 @@ import os
 
 from .clustering import estimate_n_clusters, smooth_assignments
 from .model import SCDEFR
-from .options import RuntimeOptions
+from .options import CommonOptions, RuntimeOptions
 
 __all__ = ["estimate_n_clusters", "scdefr", "smooth_assignments"]
 
@@ -24,6 +24,7 @@ def scdefr(
     checkpoint_path: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     seed: int = 0,
+    preset: str = CommonOptions.preset,
     **options,
 ):
     """Train scDEFR on a graph AnnData and cluster its cells.
@@ -36,7 +37,8 @@ def scdefr(
         Number of clusters, or ``'auto'`` (estimated from the pre-trained embedding, never from labels).
     key_added
         Results go to ``obsm['X_<key_added>']`` (the fused embedding z), ``obsm['<key_added>_soft']``
-        (Q averaged over the cell graph), ``obs['<key_added>_cluster']`` (their argmax, categories
+        (the soft assignments, to the learned centres or with ``readout='kmeans'`` to KMeans centres of
+        z, averaged over the cell graph), ``obs['<key_added>_cluster']`` (their argmax, categories
         ``'0'..'K-1'`` by size) and ``uns['<key_added>']`` (options, K and how it was chosen, loss
         history, versions, device, seed).
     copy
@@ -48,6 +50,9 @@ def scdefr(
         runtime ones (:class:`~scdefr.options.RuntimeOptions`).
     seed
         Random seed.
+    preset
+        Takes the options of this preset (:data:`scdefr.options.PRESETS`, e.g. ``'paper'``) that
+        ``options`` do not give; recorded in ``uns['<key_added>']['params']``.
     **options
         Options of :class:`~scdefr.model.SCDEFR` (the command line's names, with underscores).
 
@@ -60,7 +65,7 @@ def scdefr(
         runtime = {name: value for name, value in options.items() if name in RuntimeOptions.names()}
         model = SCDEFR.load(resume, adata, **runtime)
     else:
-        model = SCDEFR(adata, n_clusters, seed=seed, **options)
+        model = SCDEFR(adata, n_clusters, seed=seed, preset=preset, **options)
     model.fit(checkpoint_path)
     embedding, soft, clusters = model.predict()
     adata.obsm[f"X_{key_added}"] = embedding

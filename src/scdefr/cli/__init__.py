@@ -21,7 +21,7 @@ import sys
 
 from .._files import hdf5_broken
 from ..errors import ScdefrError, exit_status, is_out_of_memory, one_line
-from ..options import COMMAND_OPTIONS, CommonOptions
+from ..options import COMMAND_OPTIONS, CommonOptions, preset_values
 from ._common import configure
 from ._options import add_option_group, options_from
 
@@ -35,7 +35,8 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(preset: str = "none") -> argparse.ArgumentParser:
+    """The command line; ``preset`` replaces the defaults of the options it names (given ones still win)."""
     from .. import __version__
 
     parser = OneLineErrorParser(
@@ -48,10 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{__name__}.{name}")
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_io_arguments(command)
-        for group in (*COMMAND_OPTIONS[name], CommonOptions):
+        groups = (*COMMAND_OPTIONS[name], CommonOptions)
+        for group in groups:
             add_option_group(command, group)
-        command.set_defaults(handler=module.main)
+        names = {option for group in groups for option in group.names()}
+        command.set_defaults(handler=module.main, **preset_values(preset, names))
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, parsed; with ``--preset``, parsed again with the preset's values as defaults."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "preset", "none") != "none":
+        args = build_parser(args.preset).parse_args(argv)
+    return args
 
 
 class Terminated(BaseException):
@@ -60,10 +71,9 @@ class Terminated(BaseException):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     if args.command is None:
-        parser.print_help()
+        build_parser().print_help()
         return 2
     status = 0
     with _terminate_on_sigterm():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-HELP = "PCA, kNN cell graph and symmetric-normalised adjacency of a 'scdefr qc' output"
+HELP = "PCA, kNN cell graph and normalised adjacency of a 'scdefr qc' output"
 
 logger = logging.getLogger(__name__)
 CARRIED = ("layers/counts",)
@@ -24,7 +24,7 @@ def main(args: argparse.Namespace) -> None:
     check_distinct({"--input": args.input}, {"--output": args.output})
     # The raw counts pass through untouched: copied from file to file rather than held.
     adata = io.read_step_h5ad(args.input, require_uns="scdefr_qc", made_by="scdefr qc", leave_on_disk=CARRIED)
-    pp.build_graph(adata, **GraphOptions.pick(vars(args)).to_dict(), seed=args.seed)
+    pp.build_graph(adata, **GraphOptions.pick(vars(args)).to_dict(), preset=args.preset, seed=args.seed)
     write_h5ad(adata, args.output, compression=args.compression, carry=(args.input, CARRIED))
     stats = adata.uns["scdefr_graph"]
     logger.info(

@@ -45,7 +45,7 @@ def main(args: argparse.Namespace) -> None:
     check_distinct({"--input": args.input}, {"--output": args.output, "--summary": summary_path, "--plot": plot_path})
 
     adata = io.read_counts(args.input, transpose=transpose)
-    result = pp.qc(adata, **options)
+    result = pp.qc(adata, **options, preset=args.preset)
     summary = result.uns["scdefr_qc"]["summary"]
     figure = pl.qc_plot(adata, result, title=Path(args.output).name.removesuffix(".h5ad").removesuffix(".qc"))
 

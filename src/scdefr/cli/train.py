@@ -48,7 +48,7 @@ def main(args: argparse.Namespace) -> None:
     resolve_device(args.device)  # before the input is read
     adata = io.read_step_h5ad(args.input)
     options = {name: getattr(args, name) for name in model_option_names()}
-    tl.scdefr(adata, checkpoint_path=model_out, resume=args.resume, seed=args.seed, **options)
+    tl.scdefr(adata, checkpoint_path=model_out, resume=args.resume, seed=args.seed, preset=args.preset, **options)
     write_h5ad(adata, args.output, compression=args.compression)
     summary = adata.uns["scdefr"]
     logger.info(

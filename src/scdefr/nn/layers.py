@@ -15,9 +15,10 @@ class TAGConv(nn.Module):
 
     .. math:: H' = \sum_{k=0}^{K} (\hat{A}^k H)\, W_k + b
 
-    ``adjacency`` is the already normalised sparse matrix :math:`\hat{A}` (``obsp['scdefr_adjacency']``,
-    ``D^-1/2 (A + I) D^-1/2``), so unlike ``torch_geometric.nn.TAGConv(normalize=True)`` nothing is
-    normalised here. Propagation is a torch sparse matmul: memory is linear in the number of edges.
+    ``adjacency`` is the already normalised sparse matrix :math:`\hat{A}` (a batch's ``propagation``:
+    ``D^-1/2 (A + I) D^-1/2``, see :func:`scdefr.adjacency.propagation`), so unlike
+    ``torch_geometric.nn.TAGConv(normalize=True)`` nothing is normalised here. Propagation is a torch
+    sparse matmul: memory is linear in the number of edges.
 
     The sum is evaluated by Horner's rule, :math:`H W_0 + \hat{A}(H W_1 + \hat{A}(H W_2 + \hat{A} H W_3))`:
     the hops then carry ``out_features`` columns rather than ``in_features`` (256 rather than 2,000

@@ -84,7 +84,9 @@ def sampled_edge_loss(z: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, n
     )
 
 
-def target_distribution(q: torch.Tensor, frequencies: torch.Tensor | None = None, balance: float = 1.0) -> torch.Tensor:
+def target_distribution(
+    q: torch.Tensor, frequencies: torch.Tensor | None = None, balance: float = 1.0, detach: bool = True
+) -> torch.Tensor:
     r"""DEC's sharpened target :math:`p_{ij} = (q_{ij}^2 / f_j^b) / \sum_{j'} (q_{ij'}^2 / f_{j'}^b)`.
 
     :math:`f_j = \sum_i q_{ij}` are the soft cluster sizes.
@@ -94,11 +96,11 @@ def target_distribution(q: torch.Tensor, frequencies: torch.Tensor | None = None
 
     ``frequencies`` are the soft cluster sizes f over *all* cells, for when ``q`` holds a mini-batch:
     a Cluster-GCN batch covers a few graph communities, and its own f would inflate the clusters
-    absent from it, pulling its cells towards them. Only the ratios of f matter. Returned detached:
-    the target is held fixed within a step, as in DEC (the paper's code lets gradients flow through
-    it as well; a fixed target is the estimator DEC defines).
+    absent from it, pulling its cells towards them. Only the ratios of f matter. ``detach`` (default)
+    holds the target fixed within a step, the estimator DEC defines; ``False`` lets gradients flow
+    through it as well, as the paper's code does.
     """
-    q = q.detach()
+    q = q.detach() if detach else q
     f = q.sum(dim=0, keepdim=True) if frequencies is None else frequencies.reshape(1, -1).to(q)
     weight = q.pow(2) / f.pow(balance)
     return weight / weight.sum(dim=1, keepdim=True)

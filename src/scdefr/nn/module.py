@@ -42,6 +42,9 @@ class ModuleOutput:
 class ZINBDecoder(nn.Module):
     """Latent -> hidden layers (Linear, BN, ReLU, dropout) -> ZINB parameters (pi, theta, mu).
 
+    ``hidden_dims`` are the encoder widths reversed, then (``decoder_layers='gene_wide'``, the paper's)
+    one more layer of ``n_genes`` units.
+
     ``form='counts'`` (default, the principled form): separate heads, ``mu`` is scaled by the
     cell's size factor and the loss targets the raw counts. ``form='paper'`` reproduces the paper's
     code: one bias-free weight matrix shared by the three heads, no size factors, and the loss
@@ -114,7 +117,8 @@ class SCDEFRModule(nn.Module):
         self.fusion_ae = nn.Parameter(torch.full((n_cells, latent_dim), 0.5))
         self.fusion_graph = nn.Parameter(torch.full((n_cells, latent_dim), 0.5))
         self.alpha = nn.Parameter(torch.zeros(1))
-        self.decoder = ZINBDecoder(latent_dim, hidden_dims[-2::-1], n_genes, dropout, network.zinb_form)
+        decoder_dims = [*hidden_dims[-2::-1], *([int(n_genes)] if network.decoder_layers == "gene_wide" else [])]
+        self.decoder = ZINBDecoder(latent_dim, decoder_dims, n_genes, dropout, network.zinb_form)
         self.cluster_centres = nn.Parameter(torch.zeros(n_clusters, latent_dim)) if n_clusters else None
 
     def set_cluster_centres(self, centres: torch.Tensor) -> None:
@@ -123,12 +127,13 @@ class SCDEFRModule(nn.Module):
         self.cluster_centres = nn.Parameter(centres.detach().to(device=device, dtype=torch.float32).clone())
         self.config["n_clusters"] = int(centres.shape[0])
 
-    def encode(self, x: torch.Tensor, adjacency: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both encoders with layer-wise fusion; returns ``(z_ae, z_graph)``."""
-        h_ae, h_graph = self.autoencoder[0](x), self.graph_encoder[0](x, adjacency)
+    def encode(self, x: torch.Tensor, propagation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both encoders with layer-wise fusion, the graph encoder propagating over ``propagation``
+        (a batch's ``propagation``); returns ``(z_ae, z_graph)``."""
+        h_ae, h_graph = self.autoencoder[0](x), self.graph_encoder[0](x, propagation)
         for ae_layer, graph_layer in zip(self.autoencoder[1:], self.graph_encoder[1:], strict=True):
             fused = (1.0 - self.sigma) * h_graph + self.sigma * h_ae
-            h_ae, h_graph = ae_layer(fused), graph_layer(fused, adjacency)
+            h_ae, h_graph = ae_layer(fused), graph_layer(fused, propagation)
         return h_ae, h_graph
 
     def forward(
@@ -138,9 +143,11 @@ class SCDEFRModule(nn.Module):
         cell_index: torch.Tensor,
         size_factors: torch.Tensor | None,
         decode: bool = True,
+        propagation: torch.Tensor | None = None,
     ) -> ModuleOutput:
-        """``decode=False`` skips the ZINB decoder (cells x genes outputs): embedding and assignments only."""
-        z_ae, z_graph = self.encode(x, adjacency)
+        """``decode=False`` skips the ZINB decoder (cells x genes outputs): embedding and assignments only.
+        ``propagation``: the graph encoder's matrix when it is not ``adjacency`` (a directed graph)."""
+        z_ae, z_graph = self.encode(x, adjacency if propagation is None else propagation)
         z_cell = self.fusion_ae[cell_index] * z_ae + self.fusion_graph[cell_index] * z_graph
         with torch.autocast(device_type=x.device.type, enabled=False):
             z_local = torch.sparse.mm(adjacency, z_cell.float())
@@ -154,14 +161,22 @@ class SCDEFRModule(nn.Module):
         return out
 
     def loss(
-        self, out: ModuleOutput, batch, phase: str, graph_loss: str, frequencies: dict | None, balance: float
+        self,
+        out: ModuleOutput,
+        batch,
+        phase: str,
+        graph_loss: str,
+        frequencies: dict | None,
+        balance: float,
+        target_gradient: str = "detached",
     ) -> dict[str, torch.Tensor]:
         """Unweighted loss terms of one forward pass over ``batch`` (a :class:`scdefr.data.Batch`), in
         float32 outside autocast.
 
         ``frequencies``: soft cluster sizes over all cells for ``q``, ``q_ae`` and ``q_graph`` (mini-batches;
         see :func:`~scdefr.nn.losses.target_distribution`); ``None``: each target uses the batch's own.
-        ``balance``: the exponent on those sizes in every target.
+        ``balance``: the exponent on those sizes in every target. ``target_gradient``: ``'through'`` lets
+        gradients flow through the targets as well (the paper's code).
         """
         if graph_loss == "sampled":
             reconstruction = sampled_edge_loss(out.z_graph, batch.edge_rows, batch.edge_cols, batch.n_cells)
@@ -175,12 +190,15 @@ class SCDEFRModule(nn.Module):
         }
         if phase == "joint":
             sizes = frequencies or {}
+            detach = target_gradient == "detached"
+
+            def target(name: str, q: torch.Tensor) -> torch.Tensor:
+                return target_distribution(q, sizes.get(name), balance, detach=detach)
+
             q, q_graph, q_ae = out.q.float(), out.q_graph.float(), out.q_ae.float()
-            terms["kl"] = kl_clustering_loss(q, target_distribution(q, sizes.get("q"), balance))
-            terms["bce_graph"] = F.binary_cross_entropy(
-                q_graph, target_distribution(q_graph, sizes.get("q_graph"), balance)
-            )
-            terms["bce_ae"] = F.binary_cross_entropy(q_ae, target_distribution(q_ae, sizes.get("q_ae"), balance))
+            terms["kl"] = kl_clustering_loss(q, target("q", q))
+            terms["bce_graph"] = F.binary_cross_entropy(q_graph, target("q_graph", q_graph))
+            terms["bce_ae"] = F.binary_cross_entropy(q_ae, target("q_ae", q_ae))
         return terms
 
     def encoder_norms(self) -> list[nn.BatchNorm1d]:
@@ -188,7 +206,7 @@ class SCDEFRModule(nn.Module):
         return [m for part in encoders for m in part.modules() if isinstance(m, nn.BatchNorm1d)]
 
     @torch.no_grad()
-    def refresh_batchnorm(self, x: torch.Tensor, adjacency: torch.Tensor, amp: bool = False) -> None:
+    def refresh_batchnorm(self, x: torch.Tensor, propagation: torch.Tensor, amp: bool = False) -> None:
         """Re-estimate the encoders' BatchNorm statistics on these cells (dropout off), then evaluation mode.
 
         With momentum 0.01 the running statistics lag far behind short runs, and evaluation-mode
@@ -203,7 +221,7 @@ class SCDEFRModule(nn.Module):
             norm.momentum = None
             norm.train()
         with autocast(x.device, amp):
-            self.encode(x, adjacency)
+            self.encode(x, propagation)
         for norm, momentum in zip(norms, momenta, strict=False):
             norm.momentum = momentum
         self.eval()
@@ -211,8 +229,10 @@ class SCDEFRModule(nn.Module):
     @torch.no_grad()
     def infer(self, batch, amp: bool = False, refresh: bool = True) -> ModuleOutput:
         """Evaluation-mode embedding and (once the centres exist) assignments of every cell of ``batch``,
-        without the decoder; ``refresh`` first re-estimates the BatchNorm statistics on these cells."""
+        without the decoder; ``refresh`` first re-estimates the BatchNorm statistics on these cells,
+        else the running averages serve."""
         if refresh:
-            self.refresh_batchnorm(batch.x, batch.adjacency, amp)
+            self.refresh_batchnorm(batch.x, batch.propagation, amp)
+        self.eval()
         with autocast(batch.x.device, amp):
-            return self(batch.x, batch.adjacency, batch.cell_index, None, decode=False)
+            return self(batch.x, batch.adjacency, batch.cell_index, None, decode=False, propagation=batch.propagation)

@@ -1,4 +1,4 @@
-"""The cell graph the encoder propagates over: PCA, kNN (scanpy) and the symmetric-normalised adjacency."""
+"""The cell graph the encoder propagates over: PCA, kNN (scanpy) and the normalised adjacency."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from .._progress import Stages
-from ..adjacency import normalized_adjacency
+from ..adjacency import normalized_adjacency, pattern
 from ..errors import ScdefrError
-from ..options import GraphOptions
+from ..options import CommonOptions, GraphOptions, takes_preset
 
 logger = logging.getLogger(__name__)
 
@@ -93,12 +93,15 @@ def knn_binary(distances: sparse.spmatrix, n_neighbors: int) -> sparse.csr_matri
     )
 
 
+@takes_preset
 def build_graph(
     adata: ad.AnnData,
     *,
     n_pcs: int = GraphOptions.n_pcs,
     n_neighbors: int = GraphOptions.n_neighbors,
     knn_method: str = GraphOptions.knn_method,
+    graph_normalization: str = GraphOptions.graph_normalization,
+    preset: str = CommonOptions.preset,
     seed: int = 0,
     copy: bool = False,
 ) -> ad.AnnData | None:
@@ -108,10 +111,12 @@ def build_graph(
     ----------
     adata
         Output of :func:`scdefr.pp.qc`: log-normalised X.
-    n_pcs, n_neighbors, knn_method
+    n_pcs, n_neighbors, knn_method, graph_normalization
         See :class:`~scdefr.options.GraphOptions`. ``n_neighbors`` counts the cell itself, as scanpy and
         the paper's ``kneighbors_graph(include_self=True)`` do; ``knn_method='auto'`` searches exactly
         up to :data:`EXACT_KNN_MAX_CELLS` cells and with pynndescent above.
+    preset
+        Takes the graph options of this preset (:data:`scdefr.options.PRESETS`) that the call does not give.
     seed
         Seeds the PCA and the kNN search.
     copy
@@ -122,10 +127,12 @@ def build_graph(
     With ``copy``, the AnnData with ``obsm['X_pca']``, ``obsp['distances']``, ``obsp['connectivities']``,
     ``obsp['scdefr_adjacency']`` and ``uns['scdefr_graph']``; else ``None``.
     """
-    GraphOptions(n_pcs=n_pcs, n_neighbors=n_neighbors, knn_method=knn_method)
+    options = GraphOptions(
+        n_pcs=n_pcs, n_neighbors=n_neighbors, knn_method=knn_method, graph_normalization=graph_normalization
+    )
     if copy:
         adata = adata.copy()
-        build_graph(adata, n_pcs=n_pcs, n_neighbors=n_neighbors, knn_method=knn_method, seed=seed)
+        build_graph(adata, **options.to_dict(), preset=preset, seed=seed)
         return adata
     if adata.n_obs <= n_neighbors:
         raise ScdefrError(
@@ -168,10 +175,11 @@ def build_graph(
             adata, n_neighbors=n_neighbors, use_rep="X_pca", transformer=KNN_TRANSFORMERS[method], random_state=seed
         )
         stage("normalised adjacency")
-        adjacency = normalized_adjacency(knn_binary(adata.obsp["distances"], n_neighbors))
+        adjacency = normalized_adjacency(knn_binary(adata.obsp["distances"], n_neighbors), graph_normalization)
     adata.obsp["scdefr_adjacency"] = adjacency
-    degree = np.diff(adjacency.indptr) - 1  # neighbours in the symmetrised graph, self-loop not counted
-    n_components, component = connected_components(adjacency, directed=False)
+    undirected = pattern(adjacency, symmetrise=True)  # the statistics describe the graph either way
+    degree = np.diff(undirected.indptr) - 1  # neighbours in the symmetrised graph, self-loop not counted
+    n_components, component = connected_components(undirected, directed=False)
     smallest = int(np.bincount(component).min())
     if n_components > 1:
         logger.warning(
@@ -186,6 +194,8 @@ def build_graph(
             "n_neighbors": n_neighbors,
             "knn_method": knn_method,
             "knn_method_used": method,
+            "graph_normalization": graph_normalization,
+            "preset": preset,
             "seed": seed,
         },
         "n_edges": int(degree.sum() // 2),

@@ -12,7 +12,7 @@ from scipy import sparse
 
 from ..errors import ScdefrError
 from ..io import validate_raw_counts
-from ..options import QCOptions
+from ..options import CommonOptions, QCOptions, takes_preset
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ def _cell_filters(obs: pd.DataFrame, params: dict) -> list[tuple[str, np.ndarray
     return filters
 
 
+@takes_preset
 def qc(
     adata: ad.AnnData,
     *,
@@ -77,6 +78,7 @@ def qc(
     min_cells: int = QCOptions.min_cells,
     n_top_genes: int = QCOptions.n_top_genes,
     mito_prefixes: Sequence[str] = QCOptions.mito_prefixes,
+    preset: str = CommonOptions.preset,
 ) -> ad.AnnData:
     """Filter, normalise and select genes; return a new AnnData following the qc contract.
 
@@ -85,7 +87,8 @@ def qc(
     ``X`` = log1p(total-count-normalised counts) (CSR float32), the raw counts in ``layers['counts']``,
     ``obs['size_factors']`` (library size / median, over all kept genes, as the ZINB loss expects) and
     ``uns['scdefr_qc']`` (parameters and cells/genes after each filter). Other obs columns, labels
-    included, are carried along untouched.
+    included, are carried along untouched. ``preset`` gives the QC options of that preset
+    (:data:`scdefr.options.PRESETS`) that the call does not give.
     """
     options = QCOptions(
         min_genes=min_genes,
@@ -98,6 +101,7 @@ def qc(
     )
     params = {name: value for name, value in options.to_dict().items() if name != "transpose"}
     params["mito_prefixes"] = list(mito_prefixes)
+    params["preset"] = preset
     validate_raw_counts(adata.X, what="counts in X", uns=adata.uns)
     counts = _row_readable(adata.X)  # once: a CSC input is converted for the metrics and the blocks alike
     _add_qc_metrics(adata, counts, mito_prefixes)
