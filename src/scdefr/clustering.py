@@ -15,6 +15,8 @@ from . import adjacency as graph_ops
 from .errors import ScdefrError
 from .options import ClusterOptions
 
+__all__ = ["ESTIMATE_MAX_CELLS", "estimate_n_clusters", "hard_clusters", "kmeans_centres", "smooth_assignments"]
+
 logger = logging.getLogger(__name__)
 
 # K is estimated on at most this many cells, a seeded random sample above it. The exact kNN search

@@ -35,6 +35,8 @@ from ._files import (
 from .errors import ScdefrError
 from .options import CommonOptions, ExportOptions
 
+__all__ = ["add_umap", "clusters_table", "compute_metrics", "embedding_table", "export"]
+
 logger = logging.getLogger(__name__)
 
 REQUIRED = {
@@ -45,7 +47,7 @@ REQUIRED = {
 UMAP_NEIGHBORS_KEY = "scdefr_umap_neighbors"
 
 
-def check_trained(adata, label_key: str | None = None) -> None:
+def _check_trained(adata, label_key: str | None = None) -> None:
     """Raise :class:`ScdefrError` unless ``adata`` has what ``scdefr train`` writes (and ``label_key``)."""
     missing = [f"{slot}['{key}']" for slot, keys in REQUIRED.items() for key in keys if key not in getattr(adata, slot)]
     if missing:
@@ -189,7 +191,7 @@ def compute_metrics(adata, label_key: str | None = None, *, seed: int = 0) -> di
     return result
 
 
-def multiqc_general_stats(sample: str, result: dict) -> str:
+def _multiqc_general_stats(sample: str, result: dict) -> str:
     """MultiQC custom content for the General Statistics table: one row for this sample."""
     columns = {
         "cells": ("Cells", "Cells clustered", "{:,.0f}", "Blues"),
@@ -222,7 +224,7 @@ def multiqc_general_stats(sample: str, result: dict) -> str:
     return "\n".join(header + ["\t".join(["Sample", *columns]), "\t".join(row)]) + "\n"
 
 
-def multiqc_cluster_sizes(sample: str, result: dict) -> str:
+def _multiqc_cluster_sizes(sample: str, result: dict) -> str:
     """MultiQC custom content: a bar graph of this sample's cluster sizes (samples share one plot)."""
     sizes = result["cluster_sizes"]
     header = [
@@ -279,7 +281,7 @@ def export(
     """
     from . import pl
 
-    check_trained(adata, label_key)
+    _check_trained(adata, label_key)
     check_compression(compression)
     check_name(prefix, "prefix")
     paths = output_paths(outdir, prefix)
@@ -318,8 +320,8 @@ def export(
                 adata.uns["scdefr"].get("history", {}), title=f"{prefix}: training losses", save=path
             ),
             "sizes_png": lambda path: pl.cluster_sizes(adata, label_key=label_key, save=path),
-            "mqc_general_stats": lambda path: path.write_text(multiqc_general_stats(prefix, result)),
-            "mqc_cluster_sizes": lambda path: path.write_text(multiqc_cluster_sizes(prefix, result)),
+            "mqc_general_stats": lambda path: path.write_text(_multiqc_general_stats(prefix, result)),
+            "mqc_cluster_sizes": lambda path: path.write_text(_multiqc_cluster_sizes(prefix, result)),
             "mqc_umap": lambda path: shutil.copyfile(tmp["umap_png"], path),
             "mqc_loss": lambda path: shutil.copyfile(tmp["loss_png"], path),
             "h5ad": lambda path: write_h5ad_to(adata, path, paths["h5ad"], compression=compression, carry=carry),

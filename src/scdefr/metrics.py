@@ -8,6 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "SILHOUETTE_MAX_CELLS",
+    "adjusted_rand_index",
+    "agreement",
+    "hungarian_accuracy",
+    "normalized_mutual_info",
+    "silhouette",
+]
+
 # Silhouette is O(n^2): above this many cells it is computed on a seeded random sample.
 SILHOUETTE_MAX_CELLS = 10_000
 

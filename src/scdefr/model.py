@@ -33,6 +33,8 @@ from .options import (
 )
 from .plan import TrainingPlan, TrainingState, resolve_epochs
 
+__all__ = ["SCDEFR"]
+
 logger = logging.getLogger(__name__)
 
 # The option groups a checkpoint stores, by the key they are stored under.

@@ -39,6 +39,8 @@ from ._readers import (
     _tidy,
 )
 
+__all__ = ["FORMATS", "detect_format", "read_counts", "read_step_h5ad", "validate_raw_counts"]
+
 logger = logging.getLogger(__name__)
 
 FORMATS = ("h5ad", "10x_h5", "10x_mtx", "csv", "tsv", "paper_h5")
