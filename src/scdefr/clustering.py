@@ -15,6 +15,8 @@ from . import adjacency as graph_ops
 from .errors import ScdefrError
 from .options import ClusterOptions
 
+__all__ = ["ESTIMATE_MAX_CELLS", "estimate_n_clusters", "hard_clusters", "kmeans_centres", "smooth_assignments"]
+
 logger = logging.getLogger(__name__)
 
 # K is estimated on at most this many cells, a seeded random sample above it. The exact kNN search
@@ -33,21 +35,45 @@ def estimate_n_clusters(
     n_neighbors: int = 15,
     min_cluster_fraction: float = 0.005,
 ) -> tuple[int, dict]:
-    """Number of clusters of an embedding, from the embedding alone.
+    """Estimate the number of clusters of an embedding from the embedding alone.
 
-    ``leiden`` (default): Leiden communities (scanpy, igraph flavour) of the symmetrised kNN graph
-    of the embedding at ``resolution`` (default 0.1: the pre-trained embedding is finely
-    structured, and resolution 1 split the benchmark datasets into 13-24 communities);
-    communities smaller than ``min_cluster_fraction`` of the cells (at least 3 cells) are not
-    counted. The result is clipped to ``[2, max_clusters]``.
-    ``silhouette``: KMeans for every k in ``2..max_clusters``; the k with the highest silhouette
-    score (on at most 5,000 sampled cells) wins. It favours the coarsest clear split; on the
-    benchmark's pre-trained embeddings it often chose 2-3 clusters for 8-19 annotated types.
+    Above :data:`ESTIMATE_MAX_CELLS` cells either method sees a random sample of that many (drawn
+    with ``seed``); ``info['n_cells_used']`` says how many it saw.
 
-    Above :data:`ESTIMATE_MAX_CELLS` cells either method sees a random sample of that many
-    (drawn with ``seed``); ``info['n_cells_used']`` says how many it saw.
+    Parameters
+    ----------
+    embedding
+        Cells x dimensions.
+    method
+        ``'leiden'``: Leiden communities (scanpy, igraph flavour) of the symmetrised kNN graph of the
+        embedding at ``resolution``; communities smaller than ``min_cluster_fraction`` of the cells (at
+        least 3 cells) are not counted, and the count is clipped to ``[2, max_clusters]``.
+        ``'silhouette'``: KMeans for every k in ``2..max_clusters``; the k with the highest silhouette
+        score (on at most 5,000 sampled cells) wins. It favours the coarsest clear split: on the
+        benchmark datasets it often chose 2-3 clusters for 8-19 annotated types.
+    resolution
+        Leiden resolution. Small by default: the pre-trained embedding is finely structured, and
+        resolution 1 split the benchmark datasets into 13-24 communities.
+    max_clusters
+        Largest number of clusters returned.
+    seed
+        Seeds the sample, Leiden and KMeans.
+    n_neighbors
+        Neighbours per cell in the kNN graph of ``method='leiden'``.
+    min_cluster_fraction
+        Smallest community counted by ``method='leiden'``, as a fraction of the cells.
 
-    Returns ``(k, info)``; ``info`` records the method and what it saw (h5ad-writable).
+    Returns
+    -------
+    k : int
+        The number of clusters.
+    info : dict
+        The method and what it saw (h5ad-writable), with a ``note`` when K was raised or clipped.
+
+    Raises
+    ------
+    ScdefrError
+        Fewer than 3 cells, ``max_clusters`` below 2, or an unknown ``method``.
     """
     n_cells = embedding.shape[0]
     upper = int(min(max_clusters, n_cells - 1))
@@ -118,7 +144,26 @@ def estimate_n_clusters(
 
 
 def kmeans_centres(embedding: np.ndarray, n_clusters: int, *, n_init: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """KMeans (``n_init`` restarts, seeded) on the embedding: the centres and each cell's cluster."""
+    """Run KMeans on the embedding, seeded, for the initial cluster centres.
+
+    Parameters
+    ----------
+    embedding
+        Cells x dimensions.
+    n_clusters
+        Number of centres, 1 to the number of cells.
+    n_init
+        KMeans restarts; the best is kept.
+    seed
+        Seeds KMeans.
+
+    Returns
+    -------
+    centres : numpy.ndarray
+        ``n_clusters`` x dimensions, float32.
+    labels : numpy.ndarray
+        Each cell's cluster.
+    """
     from sklearn.cluster import KMeans
 
     if not 1 <= n_clusters <= embedding.shape[0]:
@@ -128,19 +173,47 @@ def kmeans_centres(embedding: np.ndarray, n_clusters: int, *, n_init: int, seed:
 
 
 def smooth_assignments(soft: np.ndarray, adjacency, steps: int) -> np.ndarray:
-    """Soft assignments averaged ``steps`` times over each cell's graph neighbourhood (itself included).
+    """Average soft assignments ``steps`` times over each cell's graph neighbourhood (itself included).
 
     Q comes from each cell's own distance to the centres, so cells at a cluster border flip on small
     moves of z; their neighbours in the kNN graph mostly belong to one type. Each step is a
     random-walk step on the graph's pattern (weights ignored), so rows keep summing to 1.
+
+    Parameters
+    ----------
+    soft
+        Cells x clusters, rows summing to 1.
+    adjacency
+        Cells x cells sparse graph (``obsp['scdefr_adjacency']``); only its pattern is used.
+    steps
+        Random-walk steps (0: ``soft`` unchanged).
+
+    Returns
+    -------
+    numpy.ndarray
+        The averaged assignments, the shape of ``soft``.
     """
     return graph_ops.smooth(soft, adjacency, steps)
 
 
 def hard_clusters(soft: np.ndarray) -> tuple[np.ndarray, pd.Categorical]:
-    """Each cell's cluster, the argmax of its row, numbered ``'0'..'K-1'`` by size (largest first, as
-    scanpy numbers Leiden communities), and ``soft`` with its columns in that order. A cluster that
-    holds no cell keeps its column (last) but is no category, with a warning."""
+    """Assign each cell to the argmax of its row, clusters numbered ``'0'..'K-1'`` by size.
+
+    Clusters are numbered largest first, as scanpy numbers Leiden communities. A cluster that holds
+    no cell keeps its column (last) but is no category, with a warning.
+
+    Parameters
+    ----------
+    soft
+        Cells x clusters soft assignments.
+
+    Returns
+    -------
+    soft : numpy.ndarray
+        ``soft`` with its columns in cluster order.
+    clusters : pandas.Categorical
+        Each cell's cluster.
+    """
     labels = soft.argmax(axis=1)
     sizes = np.bincount(labels, minlength=soft.shape[1])
     order = np.argsort(-sizes, kind="stable")

@@ -35,6 +35,8 @@ from ._files import (
 from .errors import ScdefrError
 from .options import CommonOptions, ExportOptions
 
+__all__ = ["add_umap", "clusters_table", "compute_metrics", "embedding_table", "export"]
+
 logger = logging.getLogger(__name__)
 
 REQUIRED = {
@@ -45,7 +47,7 @@ REQUIRED = {
 UMAP_NEIGHBORS_KEY = "scdefr_umap_neighbors"
 
 
-def check_trained(adata, label_key: str | None = None) -> None:
+def _check_trained(adata, label_key: str | None = None) -> None:
     """Raise :class:`ScdefrError` unless ``adata`` has what ``scdefr train`` writes (and ``label_key``)."""
     missing = [f"{slot}['{key}']" for slot, keys in REQUIRED.items() for key in keys if key not in getattr(adata, slot)]
     if missing:
@@ -63,16 +65,31 @@ def check_trained(adata, label_key: str | None = None) -> None:
 
 
 def add_umap(adata, *, seed: int = 0, n_neighbors: int = 15, max_cells: int = ExportOptions.umap_max_cells) -> None:
-    """UMAP of the scDEFR embedding into ``obsm['X_umap']``.
+    """Compute a UMAP of the scDEFR embedding (``obsm['X_scdefr']``) into ``obsm['X_umap']``.
 
-    Its kNN graph is kept under its own key so the graph step's PCA neighbours stay untouched. It is
-    searched exactly up to the graph step's limit (scanpy would switch to pynndescent from 8,192
-    cells, and pay its numba compilation again).
+    Its kNN graph is kept under its own key (:data:`UMAP_NEIGHBORS_KEY`) so the graph step's PCA
+    neighbours stay untouched. It is searched exactly up to the graph step's limit (scanpy would
+    switch to pynndescent from 8,192 cells, and pay its numba compilation again).
+    ``uns['scdefr_umap']`` says how many cells were fitted and how many placed.
 
-    Above ``max_cells`` cells (0: no limit) the layout is fitted on a random subsample of
-    ``max_cells`` cells and every other cell is placed among its nearest fitted cells: a seeded UMAP
-    lays cells out on one thread, and its time grows faster than the cells (benchmarks/umap_cost.py).
-    ``uns['scdefr_umap']`` says how many cells were fitted.
+    Parameters
+    ----------
+    adata
+        Trained AnnData (``obsm['X_scdefr']``); changed in place.
+    seed
+        Seeds the subsample, the kNN search and the layout.
+    n_neighbors
+        Neighbours per cell of the UMAP's kNN graph.
+    max_cells
+        Above this many cells (0: no limit) the layout is fitted on a random subsample of
+        ``max_cells`` cells and every other cell is placed among its nearest fitted cells
+        (:func:`place_among_neighbours`): a seeded UMAP lays cells out on one thread, and its time
+        grows faster than the cells (benchmarks/umap_cost.py).
+
+    Raises
+    ------
+    ScdefrError
+        ``max_cells`` is negative or 1.
     """
     n_cells = adata.n_obs
     if max_cells == 1 or max_cells < 0:
@@ -141,7 +158,18 @@ def place_among_neighbours(reference, reference_layout, query, *, n_neighbors: i
 
 
 def clusters_table(adata) -> pd.DataFrame:
-    """One row per cell: its id, its cluster and the soft-assignment probability of that cluster."""
+    """Tabulate each cell's cluster and the soft-assignment probability of that cluster.
+
+    Parameters
+    ----------
+    adata
+        Trained AnnData (``obs['scdefr_cluster']``, ``obsm['scdefr_soft']``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell: ``cell_id``, ``cluster`` and ``probability``.
+    """
     soft = np.asarray(adata.obsm["scdefr_soft"])
     return pd.DataFrame(
         {
@@ -153,7 +181,18 @@ def clusters_table(adata) -> pd.DataFrame:
 
 
 def embedding_table(adata) -> pd.DataFrame:
-    """One row per cell: its id and the scDEFR embedding dimensions ``scdefr_1..d``."""
+    """Tabulate the scDEFR embedding of each cell.
+
+    Parameters
+    ----------
+    adata
+        Trained AnnData (``obsm['X_scdefr']``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell: ``cell_id`` and the embedding dimensions ``scdefr_1..d``.
+    """
     z = np.asarray(adata.obsm["X_scdefr"])
     table = pd.DataFrame(z, columns=[f"scdefr_{i + 1}" for i in range(z.shape[1])])
     table.insert(0, "cell_id", adata.obs_names.to_numpy())
@@ -161,7 +200,31 @@ def embedding_table(adata) -> pd.DataFrame:
 
 
 def compute_metrics(adata, label_key: str | None = None, *, seed: int = 0) -> dict:
-    """Sizes, silhouette of the clusters in the embedding, and (evaluation only) agreement with labels."""
+    """Score the clustering: sizes, silhouette in the embedding and, for evaluation only, agreement with labels.
+
+    Parameters
+    ----------
+    adata
+        Trained AnnData (``obsm['X_scdefr']``, ``obs['scdefr_cluster']``, ``obsm['scdefr_soft']``,
+        ``uns['scdefr']``).
+    label_key
+        ``obs`` column of known labels; cells without a label are left out of the agreement scores.
+    seed
+        Seeds the silhouette's sample of cells (:func:`scdefr.metrics.silhouette`).
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``n_cells``, ``n_clusters`` (non-empty), ``n_clusters_requested``,
+        ``cluster_sizes``, ``silhouette``, ``silhouette_cells``, ``mean_probability``,
+        ``n_clusters_choice`` and, with ``label_key``, ``label_key``, ``n_labelled_cells``,
+        ``n_labels``, ``ari``, ``nmi`` and ``accuracy`` (:func:`scdefr.metrics.agreement`).
+
+    Raises
+    ------
+    ScdefrError
+        The ``label_key`` column holds no value.
+    """
     clusters = adata.obs["scdefr_cluster"].astype(str).to_numpy()
     categories = [str(c) for c in adata.obs["scdefr_cluster"].astype("category").cat.categories]
     sizes = pd.Series(clusters).value_counts().reindex(categories, fill_value=0)
@@ -189,7 +252,7 @@ def compute_metrics(adata, label_key: str | None = None, *, seed: int = 0) -> di
     return result
 
 
-def multiqc_general_stats(sample: str, result: dict) -> str:
+def _multiqc_general_stats(sample: str, result: dict) -> str:
     """MultiQC custom content for the General Statistics table: one row for this sample."""
     columns = {
         "cells": ("Cells", "Cells clustered", "{:,.0f}", "Blues"),
@@ -222,7 +285,7 @@ def multiqc_general_stats(sample: str, result: dict) -> str:
     return "\n".join(header + ["\t".join(["Sample", *columns]), "\t".join(row)]) + "\n"
 
 
-def multiqc_cluster_sizes(sample: str, result: dict) -> str:
+def _multiqc_cluster_sizes(sample: str, result: dict) -> str:
     """MultiQC custom content: a bar graph of this sample's cluster sizes (samples share one plot)."""
     sizes = result["cluster_sizes"]
     header = [
@@ -268,18 +331,56 @@ def export(
     compression: str = CommonOptions.compression,
     carry: tuple[str | os.PathLike, tuple[str, ...]] | None = None,
 ) -> dict[str, Path]:
-    """Write every export file for one sample; returns their paths by role (see :func:`output_paths`).
+    """Write every export file for one sample: h5ad, tables, metrics, plots and MultiQC content.
 
-    ``adata`` gains ``obsm['X_umap']`` (see :func:`add_umap` for ``umap_max_cells``) and
-    ``uns['scdefr_export']`` (the metrics); its h5ad is written with ``compression``. ``carry``
-    names the h5ad ``adata`` was read from and the matrices it was read without (nothing here uses
-    X or the counts), to copy into the written h5ad (see :func:`scdefr._files.write_h5ad`).
     Everything is checked before the first file is written (an output that is the ``carry`` input
     is refused), and the files appear under their final names together, once all are complete.
+
+    Parameters
+    ----------
+    adata
+        Trained AnnData (as :func:`scdefr.tl.scdefr` leaves it); gains ``obsm['X_umap']`` and
+        ``uns['scdefr_export']`` (the metrics of :func:`compute_metrics`).
+    outdir
+        Folder of the files (made if missing).
+    prefix
+        Start of every file name, usually the sample's name.
+    label_key
+        ``obs`` column of known labels: scores the clusters and colours a second UMAP panel. Read
+        here only, never by training.
+    seed
+        Seeds the UMAP and the silhouette's sample.
+    umap_max_cells
+        Cells the UMAP is fitted on at most (see :func:`add_umap`).
+    compression
+        Compression of the written h5ad: ``'gzip'`` or ``'none'``.
+    carry
+        The h5ad ``adata`` was read from and the matrices it was read without (nothing here uses X
+        or the counts), to copy into the written h5ad (see :func:`scdefr._files.write_h5ad`).
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        The written files by role (the keys of :func:`output_paths`).
+
+    Raises
+    ------
+    ScdefrError
+        ``adata`` is not trained, ``label_key`` is not in ``obs``, an option is invalid, or an output
+        path is taken by an input or cannot be written.
+
+    Examples
+    --------
+    With ``adata`` trained by :func:`scdefr.tl.scdefr`:
+
+    >>> from scdefr import export
+    >>> paths = export.export(adata, "results/export", "sample1", label_key="cell_type")
+    >>> paths["clusters"]
+    PosixPath('results/export/sample1.clusters.csv')
     """
     from . import pl
 
-    check_trained(adata, label_key)
+    _check_trained(adata, label_key)
     check_compression(compression)
     check_name(prefix, "prefix")
     paths = output_paths(outdir, prefix)
@@ -318,8 +419,8 @@ def export(
                 adata.uns["scdefr"].get("history", {}), title=f"{prefix}: training losses", save=path
             ),
             "sizes_png": lambda path: pl.cluster_sizes(adata, label_key=label_key, save=path),
-            "mqc_general_stats": lambda path: path.write_text(multiqc_general_stats(prefix, result)),
-            "mqc_cluster_sizes": lambda path: path.write_text(multiqc_cluster_sizes(prefix, result)),
+            "mqc_general_stats": lambda path: path.write_text(_multiqc_general_stats(prefix, result)),
+            "mqc_cluster_sizes": lambda path: path.write_text(_multiqc_cluster_sizes(prefix, result)),
             "mqc_umap": lambda path: shutil.copyfile(tmp["umap_png"], path),
             "mqc_loss": lambda path: shutil.copyfile(tmp["loss_png"], path),
             "h5ad": lambda path: write_h5ad_to(adata, path, paths["h5ad"], compression=compression, carry=carry),

@@ -35,6 +35,8 @@ from .options import (
 )
 from .plan import TrainingPlan, TrainingState, resolve_epochs
 
+__all__ = ["SCDEFR"]
+
 logger = logging.getLogger(__name__)
 
 # The option groups a checkpoint stores, by the key they are stored under.
@@ -64,6 +66,22 @@ class SCDEFR:
         Any field of :class:`~scdefr.options.ClusterOptions`, :class:`~scdefr.options.NetworkOptions`,
         :class:`~scdefr.options.TrainingOptions` or :class:`~scdefr.options.RuntimeOptions`, by the
         same name as the command-line option (``tag_hops`` for ``--tag-hops``).
+
+    Raises
+    ------
+    TypeError
+        An unknown option.
+    ScdefrError
+        An option is out of range, ``n_clusters`` exceeds the cells, or ``adata`` is not a graph AnnData.
+
+    Examples
+    --------
+    With ``adata`` the output of :func:`scdefr.pp.build_graph`:
+
+    >>> from scdefr.model import SCDEFR
+    >>> model = SCDEFR(adata, n_clusters="auto", seed=0).fit("run.pt")
+    >>> embedding, soft, clusters = model.predict()
+    >>> again = SCDEFR.load("run.pt", adata)
     """
 
     def __init__(
@@ -91,8 +109,16 @@ class SCDEFR:
     def fit(self, checkpoint_path: str | os.PathLike | None = None) -> SCDEFR:
         """Pre-train, place the centres, train jointly (continuing a loaded, unfinished run).
 
-        With ``checkpoint_path`` the run is saved there every ``checkpoint_every`` epochs and at the
-        end of each phase; the final file is the fitted model (the same format as :meth:`save`).
+        Parameters
+        ----------
+        checkpoint_path
+            Save the run there every ``checkpoint_every`` epochs and at the end of each phase; the
+            final file is the fitted model (the same format as :meth:`save`).
+
+        Returns
+        -------
+        SCDEFR
+            The model itself, fitted.
         """
         plan = TrainingPlan(
             self.module,
@@ -129,13 +155,29 @@ class SCDEFR:
 
     @property
     def is_fitted(self) -> bool:
+        """Whether both training phases are done."""
         return self.state.phase == "done"
 
     # --- results ---------------------------------------------------------------------------------
     def predict(self) -> tuple[np.ndarray, np.ndarray, pd.Categorical]:
-        """The embedding z, the soft assignments (to the learned centres, Q, or with ``readout='kmeans'``
-        to KMeans centres of z; averaged over the cell graph, columns in cluster order) and each
-        cell's cluster (categories ``'0'..'K-1'`` by size)."""
+        """Embed and cluster the cells the model was fitted on.
+
+        Returns
+        -------
+        embedding : numpy.ndarray
+            The fused embedding z, cells x its size.
+        soft : numpy.ndarray
+            The soft assignments (to the learned centres, Q, or with ``readout='kmeans'`` to KMeans
+            centres of z) averaged over the cell graph (:func:`scdefr.tl.smooth_assignments`), columns
+            in cluster order.
+        clusters : pandas.Categorical
+            Each cell's cluster, the argmax of ``soft``: categories ``'0'..'K-1'`` by size.
+
+        Raises
+        ------
+        ScdefrError
+            The model is not fitted yet.
+        """
         if not self.is_fitted:
             raise ScdefrError("the model is not fitted yet: call fit() first")
         self.module.to(self.device)
@@ -151,7 +193,14 @@ class SCDEFR:
         return z.cpu().numpy(), soft, clusters
 
     def options(self) -> dict:
-        """Every option of the model, by group, and the preset they were resolved from."""
+        """List every option of the model, by group.
+
+        Returns
+        -------
+        dict
+            ``seed``, the ``preset`` the options were resolved from, and one dict per option group
+            (``clusters``, ``network``, ``training``, ``runtime``), as checkpoints store them.
+        """
         groups = (self.clusters, self.network, self.training, self.runtime)
         return {
             "seed": self.seed,
@@ -160,7 +209,16 @@ class SCDEFR:
         }
 
     def summary(self) -> dict:
-        """Options, the schedule used, K and how it was chosen, loss history, versions, device: h5ad-writable."""
+        """Describe the run for ``uns['scdefr']``: h5ad-writable.
+
+        Returns
+        -------
+        dict
+            ``params`` (the options and the schedule used), ``n_clusters`` and ``n_clusters_choice``
+            (K and how it was chosen), ``cluster_assignment``, the loss ``history`` per phase,
+            ``versions``, ``device``, ``seed`` and ``notes`` (what was done that the options did not
+            ask for).
+        """
         from importlib.metadata import version
 
         from . import __version__
@@ -201,15 +259,40 @@ class SCDEFR:
         return {"options": self.options(), "cells": _fingerprint(self.adata)}
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the run (weights, options, phase, optimiser, history) atomically to ``path``."""
+        """Write the run (weights, options, phase, optimiser, history) atomically to a checkpoint.
+
+        Parameters
+        ----------
+        path
+            The checkpoint file; it loads with ``torch.load(weights_only=True)``.
+        """
         checkpoint.save(path, checkpoint.build(self.module, self._optimizer_state or {}, self.state, self._payload()))
 
     @classmethod
     def load(cls, path: str | os.PathLike, adata, **runtime) -> SCDEFR:
-        """A model (finished, or to be resumed with :meth:`fit`) from a checkpoint and its AnnData.
+        """Load a model (finished, or to be resumed with :meth:`fit`) from a checkpoint and its AnnData.
 
-        ``runtime`` may change where and how the run goes on (the fields of
-        :class:`~scdefr.options.RuntimeOptions`); every other option comes from the checkpoint.
+        Parameters
+        ----------
+        path
+            A checkpoint written by :meth:`save` or :meth:`fit`.
+        adata
+            The graph AnnData the model was trained on (the same cells and genes, in order).
+        **runtime
+            Where and how the run goes on (the fields of :class:`~scdefr.options.RuntimeOptions`);
+            every other option comes from the checkpoint.
+
+        Returns
+        -------
+        SCDEFR
+            The model, in the phase and epoch it was saved at.
+
+        Raises
+        ------
+        TypeError
+            ``runtime`` names an option that is not a runtime option.
+        ScdefrError
+            The checkpoint is unreadable, from another version, or for other cells or genes.
         """
         unknown = set(runtime) - set(RuntimeOptions.names())
         if unknown:

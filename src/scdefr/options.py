@@ -22,6 +22,18 @@ from typing import Any, Literal
 
 from .errors import ScdefrError
 
+__all__ = [
+    "ClusterOptions",
+    "CommonOptions",
+    "ExportOptions",
+    "GraphOptions",
+    "NetworkOptions",
+    "QCOptions",
+    "RuntimeOptions",
+    "SimulateOptions",
+    "TrainingOptions",
+]
+
 AUTO = "auto"
 Auto = Literal["auto"]
 KnnMethod = Literal["auto", "exact", "approx"]

@@ -25,6 +25,8 @@ import scipy.sparse as sp
 
 from .errors import ScdefrError
 
+__all__ = ["simulate_counts"]
+
 logger = logging.getLogger(__name__)
 
 # The 13 protein-coding genes of the human mitochondrial genome.

@@ -29,6 +29,9 @@ def scdefr(
 ):
     """Train scDEFR on a graph AnnData and cluster its cells.
 
+    No label column of ``obs`` is read: the number of clusters, the training and the read-out come
+    from the counts and the cell graph alone.
+
     Parameters
     ----------
     adata
@@ -58,7 +61,18 @@ def scdefr(
 
     Returns
     -------
-    The AnnData with the results if ``copy``, else ``None``.
+    anndata.AnnData or None
+        The AnnData with the results if ``copy``, else ``None`` (the results are written into ``adata``).
+
+    Examples
+    --------
+    >>> from scdefr import pp, tl
+    >>> from scdefr.simulate import simulate_counts
+    >>> adata = pp.qc(simulate_counts(n_cells=500, n_genes=300, n_clusters=3), n_top_genes=200)
+    >>> pp.build_graph(adata)
+    >>> tl.scdefr(adata, n_clusters=3, pretrain_epochs=20, epochs=10)
+    >>> adata.obs["scdefr_cluster"].cat.categories.tolist()
+    ['0', '1', '2']
     """
     adata = adata.copy() if copy else adata
     if resume:

@@ -39,6 +39,8 @@ from ._readers import (
     _tidy,
 )
 
+__all__ = ["FORMATS", "detect_format", "read_counts", "read_step_h5ad", "validate_raw_counts"]
+
 logger = logging.getLogger(__name__)
 
 FORMATS = ("h5ad", "10x_h5", "10x_mtx", "csv", "tsv", "paper_h5")
@@ -49,9 +51,36 @@ _GZIP_SIGNATURE = b"\x1f\x8b"
 
 
 def read_counts(path: str | os.PathLike, *, transpose: bool = False) -> ad.AnnData:
-    """Read raw counts from ``path`` as cells x genes (X: CSR float32), validated by :func:`validate_raw_counts`.
+    """Read raw counts from a file or a 10x matrix folder as cells x genes.
 
-    ``transpose`` is for tables stored genes x cells (csv/tsv only; other formats carry their orientation).
+    The format is taken from the content, not trusted from the extension (:func:`detect_format`), and
+    the counts are checked by :func:`validate_raw_counts`.
+
+    Parameters
+    ----------
+    path
+        An ``.h5ad``, a 10x ``.h5``, a 10x matrix folder, a ``.csv``/``.tsv`` table (optionally
+        gzipped) or the papers' HDF5 layout.
+    transpose
+        The table is stored genes x cells (csv/tsv only; other formats carry their orientation).
+
+    Returns
+    -------
+    anndata.AnnData
+        The counts in ``X`` (CSR float32, unique cell ids, duplicate gene names made unique), the
+        input's ``obs`` and ``var`` columns, and ``uns['scdefr_input']`` (path, format, where the
+        counts came from, notes on what was changed).
+
+    Raises
+    ------
+    ScdefrError
+        The input is missing, of unknown format, corrupt or not raw counts (one line saying which).
+
+    Examples
+    --------
+    >>> from scdefr import io
+    >>> adata = io.read_counts("sample/outs/filtered_feature_bc_matrix.h5")
+    >>> table = io.read_counts("counts_genes_by_cells.csv.gz", transpose=True)
     """
     path = Path(path)
     fmt = detect_format(path)
@@ -88,10 +117,22 @@ def read_step_h5ad(
 ) -> ad.AnnData:
     """Read an ``.h5ad`` that an earlier step wrote, with a one-line error if it is missing, corrupt or foreign.
 
-    ``require_uns`` names the key the producing step leaves in ``uns`` (e.g. ``'scdefr_qc'``);
-    ``made_by`` names that step for the message (e.g. ``'scdefr qc'``). ``leave_on_disk`` names
-    matrices the step does not use (``'X'``, ``'layers/<name>'``): they are not read, and
-    ``scdefr._files.write_h5ad(..., carry=...)`` copies them into the step's output.
+    Parameters
+    ----------
+    path
+        The ``.h5ad`` file.
+    require_uns
+        The key the producing step leaves in ``uns`` (e.g. ``'scdefr_qc'``); refused without it.
+    made_by
+        The producing step, named in the message when ``require_uns`` is missing (e.g. ``'scdefr qc'``).
+    leave_on_disk
+        Matrices the step does not use (``'X'``, ``'layers/<name>'``): they are not read, and
+        ``scdefr._files.write_h5ad(..., carry=...)`` copies them into the step's output.
+
+    Returns
+    -------
+    anndata.AnnData
+        The file's content, less the matrices in ``leave_on_disk``.
     """
     path = Path(path)
     if not path.is_file():
@@ -126,7 +167,18 @@ def _read_h5ad_without(path: Path, skipped: set[str]) -> ad.AnnData:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """One of :data:`FORMATS`, decided from the content (HDF5 groups, gzip, folders) and, for text, the name."""
+    """Tell the format of an input from its content (HDF5 groups, gzip, folders) and, for text, its name.
+
+    Parameters
+    ----------
+    path
+        A file or a 10x matrix folder.
+
+    Returns
+    -------
+    str
+        One of :data:`FORMATS`.
+    """
     path = Path(path)
     if not path.exists():
         raise ScdefrError(f"input not found: {path}")

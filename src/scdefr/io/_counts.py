@@ -16,8 +16,24 @@ CHECK_CHUNK = 1 << 24
 def validate_raw_counts(matrix, *, what: str = "counts", uns: dict | None = None) -> None:
     """Raise :class:`ScdefrError` unless ``matrix`` holds raw counts: finite, >= 0, integer-valued.
 
-    Floats are fine as long as they are whole numbers. ``uns`` (if given) is checked for scanpy's
-    ``log1p`` marker so integer-looking log data is caught too.
+    Floats are fine as long as they are whole numbers. Values are checked in chunks of
+    :data:`CHECK_CHUNK`, so the temporaries stay small whatever the matrix.
+
+    Parameters
+    ----------
+    matrix
+        Dense or sparse cells x genes matrix.
+    what
+        What the matrix is, for the message (e.g. ``"counts in X"``).
+    uns
+        The AnnData's ``uns``, if any: checked for scanpy's ``log1p`` marker so integer-looking log
+        data is caught too.
+
+    Raises
+    ------
+    ScdefrError
+        The matrix is empty, not numeric, has NaN, infinite, negative or non-integer values, or
+        ``uns`` says it was log-transformed.
     """
     if matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise ScdefrError(f"{what}: empty matrix ({matrix.shape[0]} cells x {matrix.shape[1]} genes)")

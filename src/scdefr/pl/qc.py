@@ -69,11 +69,23 @@ def _hist(ax, values, kept, *, bins, title, xlabel, thresholds, log_x=False, lim
 def qc_plot(
     adata: ad.AnnData, adata_qc: ad.AnnData, *, title: str | None = None, save: str | os.PathLike | None = None
 ) -> Figure:
-    """Counts, genes and mitochondrial fraction per cell before filtering, thresholds drawn, kept vs removed.
+    """Plot counts, genes and mitochondrial fraction per cell before filtering, thresholds drawn, kept vs removed.
 
-    ``adata`` is the unfiltered input after :func:`scdefr.pp.qc` added its metrics; ``adata_qc`` is
-    what :func:`scdefr.pp.qc` returned (it supplies the thresholds and the kept cells). ``save``
-    writes a PNG (any suffix, so atomic temporary names work).
+    Parameters
+    ----------
+    adata
+        The unfiltered input after :func:`scdefr.pp.qc` added its metrics.
+    adata_qc
+        What :func:`scdefr.pp.qc` returned: it supplies the thresholds and the kept cells.
+    title
+        Put before the figure's heading (cells and genes before and after).
+    save
+        Write the figure there as a PNG (whatever the suffix, so atomic temporary names work).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Four panels: counts, genes and mitochondrial percentage per cell, and genes against counts.
     """
     params = adata_qc.uns["scdefr_qc"]["params"]
     summary = adata_qc.uns["scdefr_qc"]["summary"]

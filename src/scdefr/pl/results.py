@@ -58,10 +58,30 @@ def embedding(
     suptitle: str | None = None,
     save: str | os.PathLike | None = None,
 ) -> Figure:
-    """:func:`scanpy.pl.embedding` of ``obsm[basis]``, one panel per categorical ``obs`` column.
+    """Plot ``obsm[basis]`` with :func:`scanpy.pl.embedding`, one panel per categorical ``obs`` column.
 
     Cells are drawn in a seeded random order so no category hides the others, and each legend entry
     gives the category's number of cells.
+
+    Parameters
+    ----------
+    adata
+        Any AnnData with ``obsm[basis]``.
+    keys
+        ``obs`` columns to colour by, one panel each.
+    basis
+        ``obsm`` key of the 2-D coordinates.
+    titles
+        One title per panel (default: the keys).
+    suptitle
+        Title of the whole figure.
+    save
+        Write the figure there as a PNG (whatever the suffix, so atomic temporary names work).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (closed in pyplot, so it does not stay alive).
     """
     import anndata as ad
     import matplotlib.pyplot as plt
@@ -102,10 +122,24 @@ def _with_counts(values) -> pd.Categorical:
 
 
 def loss_curves(history: dict, *, title: str | None = None, save: str | os.PathLike | None = None) -> Figure:
-    """Every loss term per epoch, one panel per training phase (``history[phase][term] -> values``).
+    """Plot every loss term per epoch, one panel per training phase.
 
     ``loss`` is the weighted total and is drawn thick and black; the y axis is logarithmic when all
     values are positive, because the terms differ by orders of magnitude.
+
+    Parameters
+    ----------
+    history
+        ``history[phase][term]``: the term's values per epoch (``uns['scdefr']['history']``).
+    title
+        Title of the whole figure.
+    save
+        Write the figure there as a PNG (whatever the suffix, so atomic temporary names work).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per phase with a history (pre-training, joint training).
     """
     from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
@@ -167,7 +201,26 @@ def cluster_sizes(
     title: str | None = None,
     save: str | os.PathLike | None = None,
 ) -> Figure:
-    """Cells per cluster; with ``label_key`` each bar is split by the labels it contains."""
+    """Plot the cells per cluster as bars, each split by the labels it contains if ``label_key`` is given.
+
+    Parameters
+    ----------
+    adata
+        Any AnnData with the clusters in ``obs[key]``.
+    key
+        ``obs`` column of the clusters.
+    label_key
+        ``obs`` column of known labels to split each bar by.
+    title
+        Title of the plot (default: the number of clusters and cells).
+    save
+        Write the figure there as a PNG (whatever the suffix, so atomic temporary names work).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One bar per cluster, its size written on top.
+    """
     clusters = _categories(adata.obs[key])
     fig = Figure(figsize=(max(5.5, 0.45 * len(clusters.categories) + 3.5), 4.4), layout="constrained")
     ax = fig.subplots()

@@ -26,7 +26,21 @@ BLOCK_CELLS = 8192
 
 
 def mito_genes(adata: ad.AnnData, prefixes: Sequence[str] = QCOptions.mito_prefixes) -> np.ndarray:
-    """Boolean mask of mitochondrial genes, matched on gene symbols (a symbol column if var_names are ids)."""
+    """Tell the mitochondrial genes by their symbols (a symbol column of ``var`` if var_names are ids).
+
+    Parameters
+    ----------
+    adata
+        Any AnnData; the first non-empty column of :data:`SYMBOL_COLUMNS` in ``var`` is used, else
+        ``var_names``.
+    prefixes
+        Symbol prefixes of mitochondrial genes (``MT-`` human, ``mt-`` mouse).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask over the genes.
+    """
     names = adata.var_names.astype(str)
     for column in SYMBOL_COLUMNS:
         if column in adata.var and adata.var[column].notna().any():
@@ -41,6 +55,13 @@ def qc_metrics(adata: ad.AnnData, *, mito_prefixes: Sequence[str] = QCOptions.mi
     sc.pp.calculate_qc_metrics' totals, non-zero genes per cell and cells per gene, and percentage of
     mitochondrial counts, summed over blocks of cells: scanpy's also takes every gene's mean and
     variance, which holds a second copy of the matrix (benchmarks/qc_memory.py).
+
+    Parameters
+    ----------
+    adata
+        Raw counts in X.
+    mito_prefixes
+        Symbol prefixes of mitochondrial genes (see :func:`mito_genes`).
     """
     _add_qc_metrics(adata, _row_readable(adata.X), mito_prefixes)
 
@@ -80,15 +101,54 @@ def qc(
     mito_prefixes: Sequence[str] = QCOptions.mito_prefixes,
     preset: str = CommonOptions.preset,
 ) -> ad.AnnData:
-    """Filter, normalise and select genes; return a new AnnData following the qc contract.
+    """Filter cells and genes, normalise and select highly variable genes.
 
-    ``adata`` (raw counts in X) gains its QC metrics in place, so :func:`scdefr.pl.qc_plot` can show
-    what the filters removed. The result holds the kept cells and highly variable genes with
-    ``X`` = log1p(total-count-normalised counts) (CSR float32), the raw counts in ``layers['counts']``,
-    ``obs['size_factors']`` (library size / median, over all kept genes, as the ZINB loss expects) and
-    ``uns['scdefr_qc']`` (parameters and cells/genes after each filter). Other obs columns, labels
-    included, are carried along untouched. ``preset`` gives the QC options of that preset
-    (:data:`scdefr.options.PRESETS`) that the call does not give.
+    ``adata`` gains its QC metrics in place (:func:`qc_metrics`), so :func:`scdefr.pl.qc_plot` can
+    show what the filters removed; everything else goes into a new AnnData. Other obs columns, labels
+    included, are carried along untouched.
+
+    Parameters
+    ----------
+    adata
+        Raw counts in X (as :func:`scdefr.io.read_counts` gives them).
+    min_genes
+        Drop cells with fewer genes detected.
+    min_counts
+        Drop cells with fewer counts.
+    max_counts
+        Drop cells with more counts (``None``: no upper limit).
+    max_pct_mito
+        Drop cells with a larger percentage of mitochondrial counts.
+    min_cells
+        Drop genes detected in fewer cells (genes detected in no kept cell are always dropped).
+    n_top_genes
+        Number of highly variable genes kept (Seurat flavour, see :func:`seurat_dispersions`).
+    mito_prefixes
+        Symbol prefixes of mitochondrial genes (see :func:`mito_genes`).
+    preset
+        Named option values (:data:`scdefr.options.PRESETS`) for the options this call does not give.
+
+    Returns
+    -------
+    anndata.AnnData
+        The kept cells and highly variable genes with ``X`` = log1p(total-count-normalised counts)
+        (CSR float32), the raw counts in ``layers['counts']``, ``obs['size_factors']`` (library size /
+        median, over all kept genes, as the ZINB loss expects), the HVG statistics in ``var`` and
+        ``uns['scdefr_qc']`` (parameters, cells and genes after each filter, notes).
+
+    Raises
+    ------
+    ScdefrError
+        X is not raw counts, an option is out of range, or the filters leave no cell or no gene.
+
+    Examples
+    --------
+    >>> from scdefr import pp
+    >>> from scdefr.simulate import simulate_counts
+    >>> adata = simulate_counts(n_cells=500, n_genes=300, n_clusters=3)
+    >>> filtered = pp.qc(adata, n_top_genes=200)
+    >>> filtered.n_vars, "counts" in filtered.layers
+    (200, True)
     """
     options = QCOptions(
         min_genes=min_genes,
@@ -339,10 +399,27 @@ def _highly_variable(stats: pd.DataFrame, n_top_genes: int) -> np.ndarray:
 
 
 def seurat_dispersions(X, *, n_bins: int = HVG_N_BINS, block_cells: int = BLOCK_CELLS) -> pd.DataFrame:
-    """Per gene of log1p-normalised ``X``: log1p of the mean and log of the dispersion (variance / mean)
-    of expm1(X), and the dispersion z-scored within ``n_bins`` equal-width bins of the mean (a bin
-    with one gene gets 1), as Seurat's ``FindVariableGenes`` and scanpy's ``flavor='seurat'`` define them.
-    Summed over blocks of ``block_cells`` cells: scanpy's copies the log matrix twice."""
+    """Compute the Seurat-flavour dispersion statistics of each gene of log1p-normalised ``X``.
+
+    The statistics are those of Seurat's ``FindVariableGenes`` and scanpy's ``flavor='seurat'``,
+    summed over blocks of ``block_cells`` cells: scanpy's copies the log matrix twice.
+
+    Parameters
+    ----------
+    X
+        Log1p-normalised cells x genes matrix (dense or sparse).
+    n_bins
+        Number of equal-width bins of the mean within which the dispersion is z-scored.
+    block_cells
+        Cells read at a time.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per gene: ``means`` (log1p of the mean of expm1(X)), ``dispersions`` (log of variance /
+        mean) and ``dispersions_norm`` (the dispersion z-scored within its bin; a bin with one gene
+        gets 1).
+    """
     X = sparse.csr_matrix(X)
     blocks = (X[start : start + block_cells] for start in range(0, X.shape[0], block_cells))
     return _dispersions_of_blocks(blocks, X.shape, n_bins)
