@@ -41,7 +41,7 @@ def checkedSamples(samples, source) {
     return samples.collect { meta, counts ->
         def id = meta.id?.toString() ?: ''
         if (!(id ==~ /[A-Za-z0-9][A-Za-z0-9._-]*/)) {
-            error("Sample name '${id}' (from ${source}) may only contain letters, digits, '.', '_' and '-', starting with a letter or digit")
+            error("Sample name ${id.inspect()} (from ${source}) may only contain letters, digits, '.', '_' and '-', starting with a letter or digit")
         }
         [ meta.findAll { _key, value -> value != null && value != [] } + [ id: id ], counts ]
     }
@@ -56,7 +56,7 @@ def samplesFrom(String inputPath, sampleName) {
     if (isSamplesheet(input)) {
         return checkedSamples(samplesheetToList(inputPath, "${projectDir}/assets/schema_input.json"), inputPath)
     }
-    def source = sampleName ? '--sample' : "the file name ${input.name}; set --sample to name it"
+    def source = sampleName ? '--sample' : "the file name ${input.name.inspect()}; set --sample to name it"
     return checkedSamples([ [ [ id: sampleName ?: input.simpleName ], input ] ], source)
 }
 
