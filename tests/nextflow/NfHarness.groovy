@@ -1034,7 +1034,7 @@ class NfHarness {
             script     : script.toString(),
             outputs    : outputs,
             params     : params,
-            undefined_params: host ? ((strictParams as HostParams).undefined as List) : [],
+            undefined_params: host ? ((HostParams) strictParams).@undefined.toList() : [],
         ]
     }
 
