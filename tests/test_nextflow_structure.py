@@ -314,3 +314,26 @@ def test_test_profile_data_comes_from_scdefr_simulate():
     assert list(committed.obs["cell_type"]) == list(fresh.obs["cell_type"])
     params = _render("SCDEFR_QC", profile_configs=("conf/test.config",)).params
     assert params["input"] == str(ROOT / "assets/test_data/sim_300x500.h5ad")
+
+
+def _documented_runs() -> list[str]:
+    """Every `nextflow run .` command in README.md and docs/usage.md, continuation lines joined."""
+    commands = []
+    for doc in ("README.md", "docs/usage.md"):
+        text = (ROOT / doc).read_text().replace("\\\n", " ")
+        commands += [line.split("#")[0] for line in text.splitlines() if line.strip().startswith("nextflow run .")]
+    return commands
+
+
+def test_documented_nextflow_commands_use_real_profiles_and_params(code):
+    commands = _documented_runs()
+    assert len(commands) >= 15
+    profiles = set(code["nextflow.config"]["profiles"])
+    declared = set(code["nextflow.config"]["params"])
+    for command in commands:
+        words = shlex.split(command.replace("$USER", "user"))
+        for index, word in enumerate(words):
+            if word == "-profile":
+                assert set(words[index + 1].split(",")) <= profiles, command
+            elif word.startswith("--"):
+                assert word[2:] in declared, f"{word} is not a parameter: {command}"
