@@ -15,14 +15,18 @@ $(BIN)/scdefr: pyproject.toml requirements/constraints.txt
 	$(BIN)/pip install -q -e ".[test]" -c requirements/constraints.txt
 	touch $@
 
-setup: $(BIN)/scdefr nf-tools
+setup: $(BIN)/scdefr
 
-# Groovy 4 (the jars npm-groovy-lint ships) for tests/test_nextflow_*.py: they parse, inspect and
-# render the pipeline's .nf/.config files without Nextflow. Needs java >= 17 and npm; without them
-# those tests skip with the reason.
+# What tests/test_nextflow_*.py need beyond .venv (`make test` installs them, `make demo` does not):
+# - Groovy 4 (the jars npm-groovy-lint ships): the tests parse, inspect and render the pipeline's
+#   .nf/.config files without Nextflow. Needs java >= 17 and npm; without them those tests skip.
+# - nf-core/tools, pinned, in its own virtualenv outside the checkout (its package holds template
+#   .nf files that `nextflow lint` would walk): the tests run its lint offline.
 NF_TOOLS        := tests/nextflow/.tools
 NPM_GROOVY_LINT ?= npm-groovy-lint@18.0.0
 GROOVY_JAR      := $(NF_TOOLS)/node_modules/npm-groovy-lint/lib/java/groovy/lib/groovy-4.0.26.jar
+NF_CORE_VERSION ?= 4.2.1
+NF_CORE_VENV    ?= $(HOME)/.cache/scdefr/nf-core-$(NF_CORE_VERSION)
 
 $(GROOVY_JAR):
 	@if command -v npm >/dev/null && command -v java >/dev/null; then \
@@ -31,7 +35,11 @@ $(GROOVY_JAR):
 		echo "nf-tools: npm or java missing, the Nextflow checks will be skipped"; \
 	fi
 
-nf-tools: $(GROOVY_JAR)
+$(NF_CORE_VENV)/bin/nf-core:
+	$(PYTHON) -m venv $(NF_CORE_VENV)
+	$(NF_CORE_VENV)/bin/pip install -q "nf-core==$(NF_CORE_VERSION)"
+
+nf-tools: $(GROOVY_JAR) $(NF_CORE_VENV)/bin/nf-core
 
 # The single-machine runner on simulated demo data (1,500 cells, 5 planted types), with a network
 # and schedule small enough for a few minutes on 2 CPU cores (the defaults are for real data).
@@ -41,11 +49,11 @@ demo: setup
 	$(BIN)/scdefr run --input $(DEMO_OUT)/demo_counts.h5ad --outdir $(DEMO_OUT) --sample demo --label-key cell_type $(DEMO_OPTIONS)
 	@echo "Demo results in $(DEMO_OUT)/demo/ (open export/demo.umap.png, export/demo.metrics.json)"
 
-test: setup
-	$(BIN)/python -m pytest -q tests
+test: setup nf-tools
+	SCDEFR_NF_CORE=$(NF_CORE_VENV) $(BIN)/python -m pytest -q tests
 
-test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow" tests
+test-fast: setup nf-tools
+	SCDEFR_NF_CORE=$(NF_CORE_VENV) $(BIN)/python -m pytest -q -m "not slow" tests
 
 test-containers: setup
 	bash containers/test_containers.sh

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
 """Pipeline step 'export' as the Nextflow module calls it: same as 'scdefr export'."""
-from scdefr.cli import run_step
+import sys
 
-run_step("export")
+from scdefr_bin import run
+
+sys.exit(run("export", sys.argv[1:]))

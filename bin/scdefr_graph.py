@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
 """Pipeline step 'graph' as the Nextflow module calls it: same as 'scdefr graph'."""
-from scdefr.cli import run_step
+import sys
 
-run_step("graph")
+from scdefr_bin import run
+
+sys.exit(run("graph", sys.argv[1:]))

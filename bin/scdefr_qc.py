@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
 """Pipeline step 'qc' as the Nextflow module calls it: same as 'scdefr qc'."""
-from scdefr.cli import run_step
+import sys
 
-run_step("qc")
+from scdefr_bin import run
+
+sys.exit(run("qc", sys.argv[1:]))

@@ -71,7 +71,7 @@ mkdir -p "$context/pkg/requirements" "$context/wheels"
 cp "$repo/pyproject.toml" "$context/pkg/"
 for optional in README.md LICENSE; do [ -e "$repo/$optional" ] && cp "$repo/$optional" "$context/pkg/"; done
 (cd "$repo" && tar --exclude=__pycache__ --exclude='*.egg-info' --exclude='*.pyc' -c src bin) | tar -C "$context/pkg" -x
-chmod 0755 "$context"/pkg/bin/scdefr_*.py
+chmod 0755 "$context"/pkg/bin/scdefr_{qc,graph,train,export}.py
 cp "$repo/requirements/constraints.txt" "$context/pkg/requirements/"
 # The runtime dependencies are pyproject's, less torch: the train images add their own torch build.
 python3 - "$repo/pyproject.toml" >"$context/pkg/requirements/runtime.txt" <<'PY'

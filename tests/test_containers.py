@@ -46,7 +46,7 @@ def test_step_image_has_labels_its_script_and_the_package_last(image):
     for label in ("title", "version", "source", "licenses"):
         assert f"org.opencontainers.image.{label}=" in text
     step = image.removesuffix("-cuda")
-    assert f"COPY pkg/bin/scdefr_{step}.py /usr/local/bin/" in text
+    assert f"COPY pkg/bin/scdefr_bin.py pkg/bin/scdefr_{step}.py /usr/local/bin/" in text  # the script and what it imports
     if "torch" in instructions(image):
         assert instructions(image).index("--no-deps /tmp/pkg") > instructions(image).index("import torch"), "package after torch"
 

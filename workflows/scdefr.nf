@@ -10,7 +10,9 @@ include { MULTIQC } from '../modules/local/multiqc/main'
 workflow SCDEFR_PIPELINE {
 
     take:
-    ch_samples // channel: [ val(meta), path(counts) ]
+    ch_samples   // channel: [ val(meta), path(counts) ]
+    skip_multiqc // boolean: no MultiQC report
+    outdir       // string: the results folder (pipeline_info/ goes there)
 
     main:
     SCDEFR ( ch_samples )
@@ -22,14 +24,14 @@ workflow SCDEFR_PIPELINE {
         .groupTuple()
         .map { process, tools -> "${process}:\n${tools.unique().sort().join('\n')}" }
         .collectFile(
-            storeDir: "${params.outdir}/pipeline_info",
+            storeDir: "${outdir}/pipeline_info",
             name    : 'scdefr_software_mqc_versions.yml',
             sort    : true,
             newLine : true,
         )
 
     ch_multiqc_report = channel.empty()
-    if (!params.skip_multiqc) {
+    if (!skip_multiqc) {
         MULTIQC (
             SCDEFR.out.multiqc_files.mix(ch_collated_versions).collect(),
             file("${projectDir}/assets/multiqc_config.yml", checkIfExists: true),

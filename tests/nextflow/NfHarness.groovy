@@ -9,6 +9,11 @@
  *                        files, ext.* and publishDir from the withName selectors, the directives, the
  *                        inputs, the when/script or stub section and the output declarations
  *   match   REQUEST.json output glob patterns against the files of a task folder (Java glob syntax)
+ *   call    REQUEST.json calls a top-level function of a .nf file (its Groovy source) with given arguments
+ *   config  REQUEST.json a config file resolved as `nextflow config -o json` shows it: includeConfig
+ *                        followed, the chosen profiles applied, closures left unevaluated
+ *   setting REQUEST.json one process setting (cpus, errorStrategy, ...) for a task, from the configs:
+ *                        the process default, then matching withLabel, then withName, closures evaluated
  *   serve                the same commands, one JSON request per stdin line (one JVM for a test session)
  *
  * Every name that is not bound (an undeclared param, a variable the script never defines, a function
@@ -47,6 +52,11 @@ class HarnessError extends RuntimeException {
     HarnessError(String message) { super(message) }
 }
 
+/** Nextflow's error(): the run stops with this one line. */
+class NextflowError extends RuntimeException {
+    NextflowError(String message) { super(message) }
+}
+
 /** A map whose missing keys are errors (task, params, workflow): Nextflow would fail or warn there. */
 class StrictMap extends LinkedHashMap {
     String what
@@ -60,6 +70,22 @@ class StrictMap extends LinkedHashMap {
     Object get(Object key) {
         if (!containsKey(key)) {
             throw new MissingPropertyException("${what}.${key} is not defined", key as String, StrictMap)
+        }
+        return super.get(key)
+    }
+}
+
+/** A host pipeline's params: what it declares; any other name is null, as Nextflow gives it (with a warning). */
+class HostParams extends LinkedHashMap {
+    Set<String> undefined = new TreeSet<>()
+
+    HostParams(Map values) { super(values) }
+
+    @Override
+    Object get(Object key) {
+        if (!containsKey(key)) {
+            undefined << (key as String)
+            return null
         }
         return super.get(key)
     }
@@ -116,6 +142,7 @@ class Call {
 /** Binding that fails on unknown names, or (declarations only) turns them into Name tokens. */
 class TaskBinding extends Binding {
     boolean declarations = false
+    String functions = ''   // the file's top-level functions, which its process sections may call
 
     TaskBinding(Map values) { super(new LinkedHashMap(values)) }
 
@@ -188,7 +215,223 @@ class ProcessScope {
     }
 }
 
+/** Nextflow's memory unit (`6.GB`): bytes, multiplied by an attempt, printed as Nextflow prints it. */
+class MemoryUnit implements Comparable<MemoryUnit> {
+    long bytes
+
+    MemoryUnit multiply(Number factor) { new MemoryUnit(bytes: (long) (bytes * factor)) }
+
+    int compareTo(MemoryUnit other) { bytes <=> other.bytes }
+
+    @Override
+    String toString() { "${bytes.intdiv(1024L ** 3)} GB" }
+}
+
+/** Nextflow's duration (`4.h`): milliseconds, multiplied by an attempt. */
+class Duration implements Comparable<Duration> {
+    long millis
+
+    Duration multiply(Number factor) { new Duration(millis: (long) (millis * factor)) }
+
+    int compareTo(Duration other) { millis <=> other.millis }
+
+    @Override
+    String toString() { "${millis.intdiv(3600000L)}h" }
+}
+
+/**
+ * One scope of a config file (process, docker, profiles.gpu, withLabel:process_low...), in the order
+ * its settings were made. `params` (and what `globals` holds) resolve to the run's values; a missing
+ * param is null; any other unknown name opens a nested scope, as Nextflow's config builder does.
+ */
+class ConfigScope {
+    String path = ''
+    Map values = [:]
+    Map globals
+    ConfigEvaluator evaluator
+    boolean isParams = false
+    Set<String> fixed = [] as Set   // params given on the command line: config files cannot change them
+
+    ConfigScope child(String name) {
+        if (!values.containsKey(name)) {
+            def scope = new ConfigScope(path: path ? "${path}.${name}" : name, globals: globals, evaluator: evaluator)
+            if (path == 'profiles') {   // a profile: its params apply only when it is chosen
+                scope.globals = globals + [params: evaluator.paramsScope()]
+                scope.values.params = scope.globals.params
+            }
+            values[name] = scope
+        }
+        return values[name] as ConfigScope
+    }
+
+    def propertyMissing(String name) {
+        if (isParams && (values.containsKey(name) || !globals.containsKey(name))) {
+            return values[name]
+        }
+        if (globals.containsKey(name)) {
+            return globals[name]
+        }
+        return child(name)
+    }
+
+    def propertyMissing(String name, Object value) {
+        if (!(isParams && name in fixed)) {
+            values[name] = value
+        }
+    }
+
+    def methodMissing(String name, Object args) {
+        List list = args as List
+        if (globals[name] instanceof Closure) {
+            return (globals[name] as Closure).call(*list)
+        }
+        if (name == 'includeConfig' && list.size() == 1) {
+            return evaluator.include(this, list[0])
+        }
+        if (name == 'id' && list.size() == 1 && list[0] instanceof CharSequence) {   // plugins { id 'nf-schema@x' }
+            (values.computeIfAbsent('__plugins__') { [] } as List) << list[0].toString()
+            return null
+        }
+        if (name in ['withLabel', 'withName'] && list.size() == 2 && list[1] instanceof Closure) {
+            return evaluator.within(child("${name}:${list[0]}".toString()), list[1] as Closure)
+        }
+        if (list.size() == 1 && list[0] instanceof Closure) {
+            return evaluator.within(child(name), list[0] as Closure)
+        }
+        throw new HarnessError("config: cannot read '${name}(${list.collect { it?.getClass()?.simpleName }.join(', ')})'")
+    }
+}
+
+/** Evaluates config files with the Groovy runtime, as Nextflow's config builder reads them. */
+class ConfigEvaluator {
+    Map globals = [:]
+    Map cliParams
+    List<String> skipped = []
+    String currentFile
+    ConfigScope root
+
+    ConfigEvaluator(String projectDir, Map cliParams, Map env) {
+        this.cliParams = cliParams
+        globals.params = paramsScope()
+        globals.projectDir = projectDir
+        globals.launchDir = projectDir
+        globals.__getenv__ = { String name -> env.containsKey(name) ? env[name] : null }
+        root = new ConfigScope(globals: globals, evaluator: this)
+        root.values.params = globals.params
+    }
+
+    ConfigScope paramsScope() {
+        def params = new ConfigScope(path: 'params', globals: globals, evaluator: this, isParams: true)
+        params.values.putAll(cliParams)
+        params.fixed.addAll(cliParams.keySet() as Collection<String>)
+        return params
+    }
+
+    Object within(ConfigScope target, Closure body) {
+        Closure block = body.rehydrate(target, body.owner, body.thisObject)
+        block.resolveStrategy = Closure.DELEGATE_FIRST
+        block.call()
+        return target
+    }
+
+    /**
+     * A config file's text as one closure run against `target`. Two spellings Groovy reads otherwise
+     * are rewritten first: `withLabel: 'x' {` (a labelled statement) and System.getenv (read from
+     * the request's environment, so offline and online runs can both be modelled).
+     */
+    Object evaluate(ConfigScope target, String path) {
+        def text = new File(path).text
+            .replaceAll(/(withLabel|withName)\s*:\s*('[^']*'|"[^"]*")\s*\{/, '$1($2) {')
+            .replace('System.getenv(', '__getenv__(')
+        def binding = new Binding(new LinkedHashMap(globals))
+        Closure body
+        try {
+            body = new GroovyShell(NfHarness.classLoader, binding).evaluate("{ ->\n${text}\n}", path.replaceAll(/\W+/, '_')) as Closure
+        } catch (Exception error) {
+            throw new HarnessError("${path}: cannot evaluate (${error.class.simpleName}: ${error.message})")
+        }
+        def previous = currentFile
+        currentFile = path
+        try {
+            return within(target, body)
+        } finally {
+            currentFile = previous
+        }
+    }
+
+    /** includeConfig: a local file relative to the including one; a URL or /dev/null is not read. */
+    Object include(ConfigScope target, Object source) {
+        def name = source.toString()
+        if (name == '/dev/null') {
+            return null
+        }
+        if (name ==~ /^[a-z]+:\/\/.*/) {
+            skipped << name
+            return null
+        }
+        def file = new File(name).isAbsolute() ? new File(name) : new File(new File(currentFile).absoluteFile.parentFile, name)
+        if (!file.exists()) {
+            throw new HarnessError("includeConfig ${name}: no such file ${file}")
+        }
+        return evaluate(target, file.path)
+    }
+
+    /** Profiles applied as Nextflow applies `-profile a,b`: each one's settings over the rest, in order. */
+    void applyProfiles(List<String> names) {
+        def profiles = root.values.profiles as ConfigScope
+        names.each { name ->
+            if (profiles == null || !profiles.values.containsKey(name)) {
+                throw new HarnessError("unknown profile '${name}'")
+            }
+            merge(root, profiles.values[name] as ConfigScope)
+        }
+    }
+
+    static void merge(ConfigScope into, ConfigScope from) {
+        from.values.each { key, value ->
+            if (value instanceof ConfigScope && into.values[key] instanceof ConfigScope) {
+                merge(into.values[key] as ConfigScope, value as ConfigScope)
+            } else if (!(into.isParams && key in into.fixed)) {
+                into.values[key] = value
+            }
+        }
+    }
+
+    /** JSON as `nextflow config -o json` prints it: closures as their placeholder, plugins as a list. */
+    static Object json(Object value) {
+        if (value instanceof ConfigScope) {
+            def values = (value as ConfigScope).values
+            if (values.keySet() == ['__plugins__'] as Set) {
+                return values.__plugins__
+            }
+            return values.collectEntries { key, item -> [(key): json(item)] }
+        }
+        if (value instanceof Closure) {
+            return '{ closure }'
+        }
+        if (value instanceof Map) {
+            return (value as Map).collectEntries { key, item -> [(key.toString()): json(item)] }
+        }
+        if (value instanceof Collection) {
+            return (value as Collection).collect { json(it) }
+        }
+        if (value == null || value instanceof Number || value instanceof Boolean) {
+            return value
+        }
+        return value.toString()
+    }
+}
+
 class NfHarness {
+
+    // Nextflow's unit literals in configs: 6.GB, 4.h
+    static {
+        Number.metaClass.getMB = { -> new MemoryUnit(bytes: (long) (delegate * 1024L ** 2)) }
+        Number.metaClass.getGB = { -> new MemoryUnit(bytes: (long) (delegate * 1024L ** 3)) }
+        Number.metaClass.getTB = { -> new MemoryUnit(bytes: (long) (delegate * 1024L ** 4)) }
+        Number.metaClass.getH = { -> new Duration(millis: (long) (delegate * 3600000L)) }
+        Number.metaClass.getD = { -> new Duration(millis: (long) (delegate * 86400000L)) }
+    }
 
     static void main(String[] args) {
         if (!args) {
@@ -232,6 +475,9 @@ class NfHarness {
             case 'inspect': return (request as List<String>).collectEntries { [(it): inspect(it)] }
             case 'render': return jsonSafe((request as List).collect { render(it as Map) })
             case 'match': return match(request as Map)
+            case 'call': return callFunction(request as Map)
+            case 'config': return resolvedConfig(request as Map)
+            case 'setting': return jsonSafe(processSetting(request as Map))
             default: throw new HarnessError("unknown command '${command}'")
         }
     }
@@ -536,7 +782,7 @@ class NfHarness {
 
     static Object evaluate(String code, TaskBinding binding, String where) {
         try {
-            return new GroovyShell(NfHarness.classLoader, binding, TASK_COMPILER).evaluate(code, where.replaceAll(/\W+/, '_'))
+            return new GroovyShell(NfHarness.classLoader, binding, TASK_COMPILER).evaluate("${code}\n${binding.functions}", where.replaceAll(/\W+/, '_'))
         } catch (HarnessError error) {
             throw new HarnessError("${where}: ${error.message}")
         } catch (Exception error) {
@@ -577,7 +823,7 @@ class NfHarness {
 
     static final Map<String, Map> PARAMS_CACHE = [:]
 
-    /** One config file's params, each `params { }` block evaluated as one script (cached per file version). */
+    /** One config file's params in order, each value evaluated with the params before it (cached per file version). */
     static Map configParams(String path, String projectDir) {
         def key = "${new File(path).canonicalPath}:${new File(path).lastModified()}:${projectDir}"
         if (PARAMS_CACHE.containsKey(key)) {
@@ -588,17 +834,16 @@ class NfHarness {
         statements(path).each { statement ->
             def expression = (statement as ExpressionStatement).expression
             def block = closureArgument(expression)
-            List<String> assignments = []
+            List<BinaryExpression> assignments = []
             if (block != null && (expression as MethodCallExpression).methodAsString == 'params') {
-                assignments = closureStatements(block).collect { source(lines, it) }
+                assignments = closureStatements(block).collect { (it as ExpressionStatement).expression as BinaryExpression }
             } else if (expression instanceof BinaryExpression && (expression as BinaryExpression).leftExpression.text.startsWith('params.')) {
-                assignments = [source(lines, statement).replaceFirst(/^params\./, '')]
+                assignments = [expression as BinaryExpression]
             }
-            if (assignments) {
-                def binding = new TaskBinding([projectDir: projectDir])
-                evaluate(assignments.join('\n'), binding, "${path}:${statement.lineNumber}")
-                binding.variables.remove('projectDir')
-                params.putAll(binding.variables)
+            assignments.each { assignment ->
+                def name = assignment.leftExpression.text.replaceFirst(/^params\./, '')
+                def binding = new TaskBinding([projectDir: projectDir, params: new StrictMap('params', params)])
+                params[name] = evaluate(source(lines, assignment.rightExpression), binding, "${path}:${assignment.lineNumber}")
             }
         }
         PARAMS_CACHE[key] = params
@@ -608,7 +853,7 @@ class NfHarness {
     /** The `withName:` selectors of a modules config, evaluated by the Groovy runtime as written. */
     static List<SelectorSettings> loadSelectors(String path, Map params) {
         def scope = new ProcessScope()
-        def binding = new TaskBinding([params: new StrictMap('params', params)])
+        def binding = new TaskBinding([params: params])
         binding.setVariable('process', { Closure body ->
             Closure block = body.rehydrate(scope, body.owner, body.thisObject)
             block.resolveStrategy = Closure.DELEGATE_FIRST
@@ -647,6 +892,9 @@ class NfHarness {
     }
 
     static Object inputValue(Object value) {
+        if (value instanceof Map && (value as Map).containsKey('__decimal__')) {
+            return new BigDecimal((value as Map).__decimal__ as String)
+        }
         if (value instanceof Map && (value as Map).containsKey('__path__')) {
             def source = (value as Map).__path__ as String
             return new StagedPath(Paths.get(source).fileName.toString(), source)
@@ -655,7 +903,10 @@ class NfHarness {
             return new StagedList((value as List).collect { inputValue(it) })
         }
         if (value instanceof Map) {
-            return new ValueMap(value as Map)
+            return new ValueMap((value as Map).collectEntries { key, item -> [(key): inputValue(item)] })
+        }
+        if (value instanceof List) {
+            return (value as List).collect { inputValue(it) }
         }
         return value
     }
@@ -711,8 +962,9 @@ class NfHarness {
         def where = "${request.process}"
         def qualifiedName = (request.qualified_name ?: request.process) as String
         def projectDir = Paths.get(request.project_dir as String ?: '.').toAbsolutePath().normalize().toString()
-        def params = loadParams(request.configs as List<String>, (request.params ?: [:]) as Map, projectDir)
-        def strictParams = new StrictMap('params', params)
+        def host = request.params_mode == 'host'
+        def params = host ? [:] + ((request.params ?: [:]) as Map) : loadParams(request.configs as List<String>, (request.params ?: [:]) as Map, projectDir)
+        def strictParams = host ? new HostParams(params) : new StrictMap('params', params)
         def moduleDir = Paths.get(module).toAbsolutePath().parent.toString()
         def workflow = new StrictMap('workflow', [
             containerEngine: request.container_engine, profile: request.profile ?: 'standard',
@@ -720,6 +972,7 @@ class NfHarness {
         ])
 
         def binding = new TaskBinding([params: strictParams, moduleDir: moduleDir, projectDir: projectDir, workflow: workflow])
+        binding.functions = functionSources(module).values().join('\n')
         def inputs = bindInputs(declarations(process.sections.input ?: [], binding, "${where} input"), request.inputs as List, where)
 
         // task.ext.* and publishDir come from the matching withName selectors, evaluated lazily like Nextflow
@@ -731,7 +984,7 @@ class NfHarness {
         ])
         def context = [:] + inputs + [task: task, params: strictParams, workflow: workflow]
         if (request.modules_config) {
-            loadSelectors(request.modules_config as String, params).findAll { selects(it.selector, request.process as String, qualifiedName) }.each { selector ->
+            loadSelectors(request.modules_config as String, strictParams).findAll { selects(it.selector, request.process as String, qualifiedName) }.each { selector ->
                 selector.ext.each { key, value -> ext[key] = resolveSetting(value, context, "${request.modules_config} ${selector.selector} ext.${key}") }
                 if (selector.settings.containsKey('publishDir')) {
                     def value = selector.settings.publishDir
@@ -781,6 +1034,7 @@ class NfHarness {
             script     : script.toString(),
             outputs    : outputs,
             params     : params,
+            undefined_params: host ? ((HostParams) strictParams).@undefined.toList() : [],
         ]
     }
 
@@ -802,6 +1056,85 @@ class NfHarness {
             return value
         }
         return value.toString()
+    }
+
+
+    // ---------------------------------------------------------------- functions and configs
+
+    /** A top-level `def` of a .nf file, evaluated from its own source; error(...) is reported, not thrown. */
+    static Map callFunction(Map request) {
+        def path = request.file as String
+        def code = functionSources(path)[request.function]
+        if (code == null) {
+            throw new HarnessError("${path}: no function ${request.function}")
+        }
+        def binding = new Binding([
+            __args__: (request.args as List).collect { inputValue(it) },
+            error   : { String message -> throw new NextflowError(message) },
+        ])
+        try {
+            def result = new GroovyShell(NfHarness.classLoader, binding).evaluate("${code}\nreturn ${request.function}(*__args__)")
+            return [result: jsonSafe(result)]
+        } catch (NextflowError error) {
+            return [error: error.message]
+        }
+    }
+
+    /** Source text of each top-level `def` of a .nf file. */
+    static Map<String, String> functionSources(String path) {
+        def unit = new CompilationUnit()
+        unit.addSource(new File(path))
+        unit.compile(Phases.CONVERSION)
+        def lines = new File(path).readLines()
+        return unit.AST.modules[0].methods.collectEntries { method ->
+            [(method.name): (method.lineNumber..method.lastLineNumber).collect { lines[it - 1] }.join('\n')]
+        }
+    }
+
+    static ConfigEvaluator configOf(Map request) {
+        def projectDir = Paths.get(request.project_dir as String ?: '.').toAbsolutePath().normalize().toString()
+        def environment = request.containsKey('env') ? (request.env as Map) : System.getenv()
+        def evaluator = new ConfigEvaluator(projectDir, (request.params ?: [:]) as Map, environment)
+        (request.configs as List<String>).each { evaluator.evaluate(evaluator.root, it) }
+        evaluator.applyProfiles((request.profiles ?: []) as List<String>)
+        return evaluator
+    }
+
+    static Map resolvedConfig(Map request) {
+        def evaluator = configOf(request)
+        def config = ConfigEvaluator.json(evaluator.root) as Map
+        config.remove('profiles')
+        return [config: config, skipped_includes: evaluator.skipped]
+    }
+
+    /** A process setting as Nextflow resolves it for one task: default < withLabel < withName, later wins. */
+    static Object processSetting(Map request) {
+        def evaluator = configOf(request)
+        def process = evaluator.root.values.process as ConfigScope
+        def name = request.process as String
+        def qualified = (request.qualified_name ?: name) as String
+        def labels = (request.labels ?: []) as List<String>
+        def setting = request.setting as String
+        def value = process?.values?.get(setting)
+        ['withLabel', 'withName'].each { kind ->
+            process?.values?.each { key, scope ->
+                if (!(key as String).startsWith("${kind}:") || !(scope instanceof ConfigScope)) {
+                    return
+                }
+                def selector = (key as String).substring(kind.length() + 1)
+                def hit = kind == 'withLabel' ? labels.any { selects(selector, it, it) } : selects(selector, name, qualified)
+                if (hit && (scope as ConfigScope).values.containsKey(setting)) {
+                    value = (scope as ConfigScope).values[setting]
+                }
+            }
+        }
+        if (value instanceof Closure) {
+            def task = new StrictMap('task', [attempt: 1, process: qualified, name: name] + ((request.task ?: [:]) as Map))
+            def context = new StrictMap('task context', [task: task, params: (evaluator.root.values.params as ConfigScope).values,
+                                                         workflow: new StrictMap('workflow', (request.workflow ?: [:]) as Map)])
+            value = resolveSetting(value, context, "${name} ${setting}")
+        }
+        return value
     }
 
     // ---------------------------------------------------------------- outputs

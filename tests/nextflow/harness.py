@@ -3,7 +3,7 @@
 `make nf-tools` installs npm-groovy-lint into tests/nextflow/.tools; the harness is compiled there
 on first use, into classes-<hash of NfHarness.groovy>/. One JVM (`NfHarness serve`) then answers
 every request of the Python process: call("parse"|"inspect", [paths]), call("render", [requests]),
-call("match", request); render.py wraps render/match for running a task. ``available()`` says whether java and
+call("match"|"call"|"config"|"setting", request); render.py wraps render/match for running a task. ``available()`` says whether java and
 the Groovy jars are present, so tests can skip with a reason instead of failing on a bare machine.
 """
 
@@ -17,9 +17,12 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# The team's shared folder beside the checkout (nflint, the nf-core schemas); SCDEFR_SHARED elsewhere
+SHARED = Path(os.environ.get("SCDEFR_SHARED") or ROOT.parent / "shared")
 HERE = Path(__file__).resolve().parent
 TOOLS = HERE / ".tools"
 GROOVY_LIB = TOOLS / "node_modules" / "npm-groovy-lint" / "lib" / "java" / "groovy" / "lib"
@@ -104,7 +107,16 @@ def call(command: str, request) -> object:
 def _encode(value):
     if isinstance(value, Path):
         return {"__path__": str(value.resolve())}
+    if isinstance(value, Decimal):  # what Groovy keeps as BigDecimal (nf-schema's 2.50, 1E+3)
+        return {"__decimal__": str(value)}
     raise TypeError(f"cannot send {type(value).__name__} to the harness")
+
+
+def call_function(path: Path | str, function: str, *args) -> dict:
+    """Calls a top-level function of a .nf file (its own Groovy source) with ``args``: {"result": value}, or
+    {"error": message} when it stops the run with ``error(...)``. Functions that need Nextflow's runtime
+    (file(), channels, plugins) cannot be called here: keep the logic worth testing in pure functions."""
+    return call("call", {"file": str(path), "function": function, "args": list(args)})
 
 
 def parse(*files: Path | str) -> dict[str, list[dict]]:

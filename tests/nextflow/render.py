@@ -85,6 +85,7 @@ class RenderedTask:
     outputs: list[Output]
     params: dict
     section: str = "script"
+    undefined_params: list = field(default_factory=list)  # host mode: params the config read but the host lacks
     versions: dict = field(default_factory=dict)  # filled by execute(): tool -> eval output
 
     @property
@@ -117,9 +118,12 @@ def render_task(
     params: dict | None = None,
     modules_config: str | None = "conf/modules.config",
     module: str | None = None,
+    host: bool = False,
 ) -> RenderedTask:
     """Evaluate ``process`` for one task. ``inputs`` follow the input declarations in order: a tuple
-    input is a list, a meta map a dict, a file a ``pathlib.Path``. ``params`` override the config's."""
+    input is a list, a meta map a dict, a file a ``pathlib.Path``. ``params`` override the config's;
+    with ``host=True`` they are all the params there are (another pipeline including our modules):
+    any other name reads as null, as Nextflow gives it, and is listed in ``undefined_params``."""
     request = {
         "module": module or MODULES[process],
         "process": process,
@@ -127,6 +131,7 @@ def render_task(
         "configs": ["nextflow.config", *profile_configs],
         "modules_config": modules_config,
         "params": params or {},
+        "params_mode": "host" if host else "pipeline",
         "inputs": inputs,
         "cpus": cpus,
         "accelerator": accelerator,

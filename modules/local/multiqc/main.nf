@@ -1,3 +1,8 @@
+// Every name that reaches the shell is single-quoted: sample and file names may hold spaces, quotes, ';'
+def shellQuoted(value) {
+    return "'" + value.toString().replace("'", "'\\''") + "'"
+}
+
 process MULTIQC {
     tag 'all samples'
     label 'process_single'
@@ -23,7 +28,7 @@ process MULTIQC {
     """
     multiqc \\
         --force \\
-        --config ${multiqc_config} \\
+        --config ${shellQuoted(multiqc_config)} \\
         ${args} \\
         .
     """

@@ -1,3 +1,8 @@
+// Every name that reaches the shell is single-quoted: sample and file names may hold spaces, quotes, ';'
+def shellQuoted(value) {
+    return "'" + value.toString().replace("'", "'\\''") + "'"
+}
+
 process SCDEFR_EXPORT {
     tag "${meta.id}"
     label 'process_single'
@@ -15,7 +20,7 @@ process SCDEFR_EXPORT {
     tuple val(meta), path("${prefix}.metrics.json")  , emit: metrics
     tuple val(meta), path("${prefix}.*.png")         , emit: plots
     tuple val(meta), path("${prefix}_*mqc.*")        , emit: multiqc
-    tuple val("${task.process}"), val('scdefr'), eval('scdefr --version | sed "s/^scdefr //"'), emit: versions_scdefr, topic: versions
+    tuple val("${task.process}"), val('scdefr'), eval('scdefr_export.py --version | sed "s/^scdefr //"'), emit: versions_scdefr, topic: versions
     tuple val("${task.process}"), val('scanpy'), eval('python -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" scanpy'), emit: versions_scanpy, topic: versions
 
     when:
@@ -26,9 +31,9 @@ process SCDEFR_EXPORT {
     prefix   = task.ext.prefix ?: "${meta.id}"
     """
     scdefr_export.py \\
-        --input ${h5ad} \\
+        --input ${shellQuoted(h5ad)} \\
         --outdir . \\
-        --prefix ${prefix} \\
+        --prefix ${shellQuoted(prefix)} \\
         --threads ${task.cpus} \\
         ${args}
     """
@@ -36,7 +41,8 @@ process SCDEFR_EXPORT {
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${prefix}.h5ad ${prefix}.clusters.csv ${prefix}.embedding.csv ${prefix}.metrics.json
-    touch ${prefix}.umap.png ${prefix}.loss.png ${prefix}.cluster_sizes.png ${prefix}_mqc.tsv
+    for suffix in .h5ad .clusters.csv .embedding.csv .metrics.json .umap.png .loss.png .cluster_sizes.png _mqc.tsv; do
+        touch ${shellQuoted(prefix)}"\${suffix}"
+    done
     """
 }

@@ -1,3 +1,8 @@
+// Every name that reaches the shell is single-quoted: sample and file names may hold spaces, quotes, ';'
+def shellQuoted(value) {
+    return "'" + value.toString().replace("'", "'\\''") + "'"
+}
+
 process SCDEFR_GRAPH {
     tag "${meta.id}"
     label 'process_low'
@@ -10,7 +15,7 @@ process SCDEFR_GRAPH {
 
     output:
     tuple val(meta), path("${prefix}.graph.h5ad"), emit: h5ad
-    tuple val("${task.process}"), val('scdefr'), eval('scdefr --version | sed "s/^scdefr //"'), emit: versions_scdefr, topic: versions
+    tuple val("${task.process}"), val('scdefr'), eval('scdefr_graph.py --version | sed "s/^scdefr //"'), emit: versions_scdefr, topic: versions
     tuple val("${task.process}"), val('scanpy'), eval('python -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" scanpy'), emit: versions_scanpy, topic: versions
 
     when:
@@ -21,8 +26,8 @@ process SCDEFR_GRAPH {
     prefix   = task.ext.prefix ?: "${meta.id}"
     """
     scdefr_graph.py \\
-        --input ${h5ad} \\
-        --output ${prefix}.graph.h5ad \\
+        --input ${shellQuoted(h5ad)} \\
+        --output ${shellQuoted("${prefix}.graph.h5ad")} \\
         --threads ${task.cpus} \\
         ${args}
     """
@@ -30,6 +35,6 @@ process SCDEFR_GRAPH {
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${prefix}.graph.h5ad
+    touch ${shellQuoted("${prefix}.graph.h5ad")}
     """
 }

@@ -1,3 +1,8 @@
+// Every name that reaches the shell is single-quoted: sample and file names may hold spaces, quotes, ';'
+def shellQuoted(value) {
+    return "'" + value.toString().replace("'", "'\\''") + "'"
+}
+
 process SCDEFR_QC {
     tag "${meta.id}"
     label 'process_low'
@@ -12,7 +17,7 @@ process SCDEFR_QC {
     tuple val(meta), path("${prefix}.qc.h5ad")        , emit: h5ad
     tuple val(meta), path("${prefix}.qc_summary.json"), emit: summary
     tuple val(meta), path("${prefix}.qc.png")         , emit: plot
-    tuple val("${task.process}"), val('scdefr'), eval('scdefr --version | sed "s/^scdefr //"'), emit: versions_scdefr, topic: versions
+    tuple val("${task.process}"), val('scdefr'), eval('scdefr_qc.py --version | sed "s/^scdefr //"'), emit: versions_scdefr, topic: versions
     tuple val("${task.process}"), val('scanpy'), eval('python -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" scanpy'), emit: versions_scanpy, topic: versions
 
     when:
@@ -23,8 +28,8 @@ process SCDEFR_QC {
     prefix   = task.ext.prefix ?: "${meta.id}"
     """
     scdefr_qc.py \\
-        --input ${counts} \\
-        --output ${prefix}.qc.h5ad \\
+        --input ${shellQuoted(counts)} \\
+        --output ${shellQuoted("${prefix}.qc.h5ad")} \\
         --threads ${task.cpus} \\
         ${args}
     """
@@ -32,6 +37,6 @@ process SCDEFR_QC {
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${prefix}.qc.h5ad ${prefix}.qc_summary.json ${prefix}.qc.png
+    touch ${shellQuoted("${prefix}.qc.h5ad")} ${shellQuoted("${prefix}.qc_summary.json")} ${shellQuoted("${prefix}.qc.png")}
     """
 }

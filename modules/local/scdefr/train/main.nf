@@ -1,3 +1,8 @@
+// Every name that reaches the shell is single-quoted: sample and file names may hold spaces, quotes, ';'
+def shellQuoted(value) {
+    return "'" + value.toString().replace("'", "'\\''") + "'"
+}
+
 process SCDEFR_TRAIN {
     tag "${meta.id}"
     label 'process_medium'
@@ -13,7 +18,7 @@ process SCDEFR_TRAIN {
     output:
     tuple val(meta), path("${prefix}.trained.h5ad"), emit: h5ad
     tuple val(meta), path("${prefix}.model.pt")    , emit: model
-    tuple val("${task.process}"), val('scdefr'), eval('scdefr --version | sed "s/^scdefr //"'), emit: versions_scdefr, topic: versions
+    tuple val("${task.process}"), val('scdefr'), eval('scdefr_train.py --version | sed "s/^scdefr //"'), emit: versions_scdefr, topic: versions
     tuple val("${task.process}"), val('torch'), eval('python -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" torch'), emit: versions_torch, topic: versions
 
     when:
@@ -25,9 +30,9 @@ process SCDEFR_TRAIN {
     prefix     = task.ext.prefix ?: "${meta.id}"
     """
     scdefr_train.py \\
-        --input ${h5ad} \\
-        --output ${prefix}.trained.h5ad \\
-        --model-out ${prefix}.model.pt \\
+        --input ${shellQuoted(h5ad)} \\
+        --output ${shellQuoted("${prefix}.trained.h5ad")} \\
+        --model-out ${shellQuoted("${prefix}.model.pt")} \\
         --device ${device} \\
         --threads ${task.cpus} \\
         ${args}
@@ -36,6 +41,6 @@ process SCDEFR_TRAIN {
     stub:
     prefix = task.ext.prefix ?: "${meta.id}"
     """
-    touch ${prefix}.trained.h5ad ${prefix}.model.pt
+    touch ${shellQuoted("${prefix}.trained.h5ad")} ${shellQuoted("${prefix}.model.pt")}
     """
 }
