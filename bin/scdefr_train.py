@@ -7,8 +7,8 @@ digest of the input's bytes and of every option that shapes the training, so a r
 another one; on success the checkpoint is copied to --model-out. DIR is a path every attempt can
 reach; a bucket (s3://, gs://, az://) is read through its Fusion mount at /fusion.
 
-A CUDA out-of-memory error ends with one line and exit status 75 (EX_TEMPFAIL), which
-conf/base.config retries (Python's own exit status for it, 1, is also every other crash's).
+Running out of memory, on the GPU too, ends with one line and the package's exit status 3, which
+conf/base.config retries.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from pathlib import Path
 
 from scdefr_bin import import_scdefr, run
 
-EXIT_CUDA_OUT_OF_MEMORY = 75
 # Options that do not change the result of a resumed run (scdefr train --help, --resume)
 RUNTIME_OPTIONS = {"input", "output", "model_out", "resume", "checkpoint_every", "device", "amp", "log_every",
                    "threads", "quiet", "compression", "command", "handler"}
@@ -105,23 +104,5 @@ def train(argv: list[str]) -> int:
     return status
 
 
-def is_cuda_out_of_memory(error: BaseException) -> bool:
-    import torch
-
-    return isinstance(error, torch.cuda.OutOfMemoryError) or "CUDA out of memory" in str(error)
-
-
-def main(argv: list[str]) -> int:
-    try:
-        return train(argv)
-    except Exception as error:  # noqa: BLE001 - only CUDA OOM is turned into a retryable status
-        if not is_cuda_out_of_memory(error):
-            raise
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"scdefr train: error: CUDA out of memory ({reason}); exit {EXIT_CUDA_OUT_OF_MEMORY} lets Nextflow "
-              "retry from the last checkpoint; if it persists, lower --batch_size", file=sys.stderr)
-        return EXIT_CUDA_OUT_OF_MEMORY
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(train(sys.argv[1:]))

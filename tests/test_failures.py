@@ -718,7 +718,7 @@ def test_temporary_names_never_look_like_results(tmp_path, monkeypatch):
     monkeypatch.setattr(ad.AnnData, "write_h5ad", write)
     write_h5ad(make_counts(5, 5), tmp_path / "S.h5ad")
     (name,) = seen
-    assert re.fullmatch(rf"\.S\.h5ad\.{re.escape(owner_tag())}\.[0-9a-f]{{8}}\.tmp", name), name
+    assert re.fullmatch(r"\.S\.h5ad\." + re.escape(owner_tag()) + r"\.[0-9a-f]{8}\.tmp", name), name
     for pattern in ("S.*", "S*", "*.h5ad", "S.*.png", "S_*mqc.*", "*.json", "*.csv"):
         assert not fnmatch(name, pattern), pattern
     assert sorted(p.name for p in tmp_path.iterdir()) == ["S.h5ad"]

@@ -37,7 +37,7 @@ def _setting(name, labels, task, profiles=(), workflow=None):
 
 
 @pytest.mark.parametrize(("status", "strategy"), [
-    (75, "retry"),     # CUDA out of memory, as bin/scdefr_train.py reports it
+    (3, "retry"),      # memory ran out inside the step (scdefr's status, CUDA's out of memory too)
     (137, "retry"),    # SIGKILL: memory limit, a reclaimed spot instance
     (143, "retry"),    # SIGTERM: AWS Batch spot reclaim, Slurm preemption
     (50001, "retry"),  # Google Batch: the spot VM was preempted
@@ -70,31 +70,36 @@ def _train_script():
     return module
 
 
-def test_cuda_out_of_memory_exits_with_the_retried_status_and_one_line(monkeypatch, capsys):
+def test_cuda_out_of_memory_exits_with_the_retried_status_and_one_line(monkeypatch, capsys, tmp_path):
+    """The step's command line turns CUDA's out-of-memory error into one line and status 3, which the
+    training step retries; any other crash keeps its traceback."""
     torch = pytest.importorskip("torch")
-    script = _train_script()
+    from scdefr import tl
+    from scdefr.cli import main
 
-    def out_of_memory(step, argv):
+    def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 22.05 GiB total)")
 
-    monkeypatch.setattr(script, "run", out_of_memory)
-    assert script.main(["--input", "x.h5ad", "--output", "y.h5ad"]) == script.EXIT_CUDA_OUT_OF_MEMORY == 75
+    graph = ROOT / "assets" / "test_data" / "sim_300x500.h5ad"
+    monkeypatch.setattr(tl, "scdefr", out_of_memory)
+    assert main(["train", "--input", str(graph), "--output", str(tmp_path / "y.h5ad"), "--quiet"]) == 3
+    assert _setting("errorStrategy", ["process_medium", "process_gpu"], {"exitStatus": 3}) == "retry"
     error = capsys.readouterr().err.strip().splitlines()
-    assert len(error) == 1 and "CUDA out of memory" in error[0] and "--batch_size" in error[0]
+    assert len(error) == 1 and "out of memory" in error[0] and "--batch-size" in error[0]
 
-    def crash(step, argv):
+    def crash(*args, **kwargs):
         raise RuntimeError("something else")
 
-    monkeypatch.setattr(script, "run", crash)
-    with pytest.raises(RuntimeError):  # any other crash keeps its traceback and Python's status 1
-        script.main(["--input", "x.h5ad", "--output", "y.h5ad"])
+    monkeypatch.setattr(tl, "scdefr", crash)
+    with pytest.raises(RuntimeError):
+        main(["train", "--input", str(graph), "--output", str(tmp_path / "y.h5ad"), "--quiet"])
 
 
 def test_a_bucket_checkpoint_dir_needs_fusion(capsys):
     script = _train_script()
     if Path("/fusion").exists():
         pytest.skip("this machine has a /fusion mount")
-    assert script.main(["--checkpoint-dir", "s3://bucket/checkpoints", "--input", "x.h5ad", "--output", "y.h5ad"]) == 2
+    assert script.train(["--checkpoint-dir", "s3://bucket/checkpoints", "--input", "x.h5ad", "--output", "y.h5ad"]) == 2
     assert "needs Fusion" in capsys.readouterr().err
 
 

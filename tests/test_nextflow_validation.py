@@ -96,7 +96,7 @@ def test_numeric_sample_names_and_empty_optional_columns(tmp_path, monkeypatch):
     assert [meta["id"] for meta, _ in checked] == ["1", "2.0", "007"]
     assert checked[0][0] == {"id": "1"}  # empty columns dropped: the params apply
     train = render.render_task("SCDEFR_TRAIN", [[entries[0][0], tmp_path / "c.h5ad"]])
-    assert "--n-clusters 'auto'" in train.ext["args"]  # [] falls back to --n_clusters
+    assert "--n-clusters" not in train.ext["args"] and "[]" not in train.ext["args"]  # [] falls back to --n_clusters, unset
     export = render.render_task("SCDEFR_EXPORT", [[entries[1][0], tmp_path / "c.h5ad"]])
     assert "--label-key '7'" in export.ext["args"] and "[]" not in export.ext["args"]
 

@@ -81,6 +81,7 @@ def test_help_of_the_knn_method_states_the_exact_search_limit():
         (ExportOptions, {"umap_max_cells": 1}, "0 .every cell. or at least 2"),
         (CommonOptions, {"compression": "lzf"}, "must be one of gzip, none"),
         (CommonOptions, {"seed": -1}, "must be >= 0"),
+        (ExportOptions, {"label_key": "cell\ttype"}, "without tabs, newlines or other control characters"),
     ],
 )
 def test_bad_values_are_refused_in_one_line_naming_the_option(group, values, message):

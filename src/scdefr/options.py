@@ -51,14 +51,19 @@ TargetGradient = Literal["detached", "through"]
 BatchnormStats = Literal["refreshed", "running"]
 Readout = Literal["centres", "kmeans"]
 
+# Text a printable option may hold: one or more characters, none of them a control character.
+PRINTABLE = r"[^\x00-\x1f]+"
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-def option(default, help: str, *, low=None, high=None, low_open=False, high_open=False, pipeline=True, zero=None):
+def option(
+    default, help: str, *, low=None, high=None, low_open=False, high_open=False, pipeline=True, zero=None, printable=False
+):
     """A dataclass field with its help line and bounds (``low``/``high``, inclusive unless ``*_open``).
 
-    ``zero`` documents what 0 means where it is special; ``pipeline=False`` keeps the option out of
-    the Nextflow parameters (settings of one process, such as logging).
+    ``zero`` documents what 0 means where it is special; ``printable`` refuses text with control characters
+    (tabs, newlines); ``pipeline=False`` keeps the option out of the Nextflow parameters (settings of one
+    process, such as logging).
     """
     metadata = {
         "help": help,
@@ -68,6 +73,7 @@ def option(default, help: str, *, low=None, high=None, low_open=False, high_open
         "high_open": high_open,
         "pipeline": pipeline,
         "zero": zero,
+        "printable": printable,
     }
     return field(default=default, metadata=metadata)
 
@@ -297,10 +303,10 @@ class RuntimeOptions(Options):
     """Where and how a training run goes on; a resumed run may change them."""
 
     device: str = option(AUTO, "auto (CUDA when present), cpu, cuda or cuda:N", pipeline=False)
-    amp: bool = option(False, "bfloat16 mixed precision on CUDA (ignored on CPU)", pipeline=False)
+    amp: bool = option(False, "bfloat16 mixed precision on CUDA (ignored on CPU)")
     log_every: int = option(10, "log the loss terms every N epochs", low=1, pipeline=False)
     checkpoint_every: int = option(
-        0, "also save the run every N epochs", low=0, zero="only at the end of each phase", pipeline=False
+        0, "also save the run every N epochs", low=0, zero="only at the end of each phase"
     )
 
     def check(self) -> None:
@@ -316,6 +322,7 @@ class ExportOptions(Options):
         None,
         "obs column of known labels: scores the clusters (ARI, NMI, accuracy) "
         "and colours a second UMAP; read only at export, never by training",
+        printable=True,
     )
     umap_max_cells: int = option(
         100_000,
@@ -503,6 +510,8 @@ def _check_value(options: Options, item: dataclasses.Field, value) -> None:
     if what == "str":
         if not isinstance(value, str):
             options.fail(name, f"must be text, got {value!r}")
+        if meta["printable"] and not re.fullmatch(PRINTABLE, value):
+            options.fail(name, f"must be plain text without tabs, newlines or other control characters, got {value!r}")
         return
     if what == "tuple":
         element = extras[0]
