@@ -13,7 +13,8 @@ ARI against the labels (scoring only: the labels are removed before the model is
 ``--orders N`` each subset setting runs N times: in the input's order, then with the cells
 shuffled before the keys are taken (another subset; the spread over subsets).
 
-    python benchmarks/attention_keys.py sim200k.graph.h5ad sim200k.model.pt --keys 0 5000 10000 20000 50000 -1 --orders 3
+    python benchmarks/attention_keys.py sim200k.graph.h5ad sim200k.model.pt \
+        --keys 0 5000 10000 20000 50000 -1 --orders 3
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def read_out(model, max_keys: int, order_seed: int) -> tuple[np.ndarray, np.ndar
         if order_seed:
             order = torch.randperm(z.shape[0], generator=torch.Generator().manual_seed(order_seed))
         out = torch.empty_like(z)
-        out[order] = layers.global_self_correlation(z[order], max_keys=z.shape[0] if max_keys == 0 else max(1, max_keys))
+        out[order] = layers.global_self_correlation(
+            z[order], max_keys=z.shape[0] if max_keys == 0 else max(1, max_keys)
+        )
         spent[0] += time.perf_counter() - started
         return out
 
@@ -75,11 +78,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("graph", help="the graph step's h5ad the model was trained on")
     parser.add_argument("checkpoint", help="the trained model (.model.pt)")
-    parser.add_argument("--keys", type=int, nargs="+", default=[0, 5000, 10000, layers.ATTENTION_MAX_KEYS, 50000, -1],
-                        help="keys per setting: 0 every cell (the reference, run first), -1 without the term")
+    parser.add_argument(
+        "--keys",
+        type=int,
+        nargs="+",
+        default=[0, 5000, 10000, layers.ATTENTION_MAX_KEYS, 50000, -1],
+        help="keys per setting: 0 every cell (the reference, run first), -1 without the term",
+    )
     parser.add_argument("--label-key", default=None, help="obs column to score against (removed before loading)")
-    parser.add_argument("--orders", type=int, default=1,
-                        help="subsets of keys per setting: the input's order, then orders-1 shuffled orders")
+    parser.add_argument(
+        "--orders",
+        type=int,
+        default=1,
+        help="subsets of keys per setting: the input's order, then orders-1 shuffled orders",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tag", default="attention_keys")
     args = parser.parse_args(argv)

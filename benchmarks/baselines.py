@@ -36,8 +36,14 @@ def leiden(adata, resolution: float, seed: int, adjacency=None) -> tuple[list, i
     import scanpy as sc
 
     sc.tl.leiden(
-        adata, resolution=resolution, random_state=seed, key_added="leiden", flavor="igraph", n_iterations=2,
-        directed=False, adjacency=adjacency,
+        adata,
+        resolution=resolution,
+        random_state=seed,
+        key_added="leiden",
+        flavor="igraph",
+        n_iterations=2,
+        directed=False,
+        adjacency=adjacency,
     )
     labels = adata.obs["leiden"].to_numpy()
     return labels, len(set(labels))
@@ -75,26 +81,55 @@ def run(datasets, seeds) -> list[dict]:
                 adata = preprocess(name, seed)
             truth = adata.obs[LABEL_KEY].to_numpy()
             true_k = len(set(truth))
-            common = {"dataset": name, "seed": seed, "n_cells": adata.n_obs, "n_genes": adata.n_vars,
-                      "true_k": true_k, "preprocess_s": round(prep_time["seconds"], 2)}
+            common = {
+                "dataset": name,
+                "seed": seed,
+                "n_cells": adata.n_obs,
+                "n_genes": adata.n_vars,
+                "true_k": true_k,
+                "preprocess_s": round(prep_time["seconds"], 2),
+            }
             found_rows = []
             with stopwatch() as t:
                 labels, found = leiden(adata, 1.0, seed)
-            found_rows.append({"method": "leiden_default", "resolution": 1.0, "n_clusters": found,
-                               "seconds": t["seconds"], **score(truth, labels)})
+            found_rows.append(
+                {
+                    "method": "leiden_default",
+                    "resolution": 1.0,
+                    "n_clusters": found,
+                    "seconds": t["seconds"],
+                    **score(truth, labels),
+                }
+            )
             with stopwatch() as t:
                 labels, resolution, found = leiden_at_k(adata, true_k, seed)
-            found_rows.append({"method": "leiden_true_k", "resolution": resolution, "n_clusters": found,
-                               "seconds": t["seconds"], **score(truth, labels)})
+            found_rows.append(
+                {
+                    "method": "leiden_true_k",
+                    "resolution": resolution,
+                    "n_clusters": found,
+                    "seconds": t["seconds"],
+                    **score(truth, labels),
+                }
+            )
             with stopwatch() as t:
                 labels = kmeans_on_pca(adata, true_k, seed)
-            found_rows.append({"method": "kmeans_pca", "n_clusters": true_k, "seconds": t["seconds"],
-                               **score(truth, labels)})
+            found_rows.append(
+                {"method": "kmeans_pca", "n_clusters": true_k, "seconds": t["seconds"], **score(truth, labels)}
+            )
             batch = [{**common, **row} for row in found_rows]
             append_rows(RESULTS_FILE, batch)
             for row in batch:
-                logger.info("%s seed %d %s: k=%s ARI %.3f NMI %.3f ACC %.3f", name, seed, row["method"],
-                            row["n_clusters"], row["ari"], row["nmi"], row["acc"])
+                logger.info(
+                    "%s seed %d %s: k=%s ARI %.3f NMI %.3f ACC %.3f",
+                    name,
+                    seed,
+                    row["method"],
+                    row["n_clusters"],
+                    row["ari"],
+                    row["nmi"],
+                    row["acc"],
+                )
             rows.extend(batch)
     return rows
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from _common import DATASETS, LABEL_KEY, SEEDS, append_rows, score
 import baselines
+import numpy as np
+from _common import DATASETS, LABEL_KEY, SEEDS, append_rows, score
 from scdefr_quality import parse_params
 
 RESULTS_FILE = "label_rules.csv"
@@ -39,7 +38,9 @@ def trained(name: str, seed: int, threads: int, cache: Path, k_mode: str = "true
 
     adata = baselines.preprocess(name, seed)
     truth = adata.obs[LABEL_KEY].to_numpy()
-    settings = ([] if k_mode == "true" else [k_mode]) + [f"{key}={value}" for key, value in sorted((params or {}).items())]
+    settings = ([] if k_mode == "true" else [k_mode]) + [
+        f"{key}={value}" for key, value in sorted((params or {}).items())
+    ]
     path = cache / ".".join([name, f"seed{seed}", *settings, "npz"])
     if not path.exists():
         torch.set_num_threads(threads)
@@ -88,8 +89,13 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--cache", type=Path, required=True, help="folder for the trained z and Q")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--k", choices=("true", "auto"), default="true", dest="k_mode",
-                        help="train with the true number of types, or let the model estimate K")
+    parser.add_argument(
+        "--k",
+        choices=("true", "auto"),
+        default="true",
+        dest="k_mode",
+        help="train with the true number of types, or let the model estimate K",
+    )
     parser.add_argument("--param", action="append", default=[], help="NAME=VALUE keyword for scdefr.tl.scdefr")
     parser.add_argument("--tag", default="v13_label_rules")
     args = parser.parse_args(argv)
@@ -98,10 +104,20 @@ def main(argv=None):
             adata, truth, z, q = trained(name, seed, args.threads, args.cache, args.k_mode, parse_params(args.param))
             rows = []
             for rule, labels in rules(adata, z, q, seed).items():
-                row = {"tag": args.tag, "dataset": name, "seed": seed, "k_mode": args.k_mode, "rule": rule,
-                       "n_clusters": len(set(labels)), **score(truth, labels)}
+                row = {
+                    "tag": args.tag,
+                    "dataset": name,
+                    "seed": seed,
+                    "k_mode": args.k_mode,
+                    "rule": rule,
+                    "n_clusters": len(set(labels)),
+                    **score(truth, labels),
+                }
                 rows.append(row)
-                print(f"{name} seed {seed} {rule}: ARI {row['ari']:.3f} NMI {row['nmi']:.3f} ({row['n_clusters']})", flush=True)
+                print(
+                    f"{name} seed {seed} {rule}: ARI {row['ari']:.3f} NMI {row['nmi']:.3f} ({row['n_clusters']})",
+                    flush=True,
+                )
             append_rows(RESULTS_FILE, rows)
 
 

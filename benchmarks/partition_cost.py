@@ -19,8 +19,8 @@ import time
 from types import SimpleNamespace
 
 import numpy as np
-
 from _common import append_rows
+
 from scdefr import data as data_layer
 
 RESULTS_FILE = "partition_cost.csv"
@@ -31,9 +31,14 @@ def graph_input(path: str) -> SimpleNamespace:
     import anndata
 
     adata = anndata.read_h5ad(path, backed="r")
-    return SimpleNamespace(name=path, n_cells=adata.n_obs, n_genes=adata.n_vars, x=None,
-                           pca=np.asarray(adata.obsm["X_pca"], dtype=np.float32),
-                           adjacency=adata.obsp["scdefr_adjacency"][...].tocoo())
+    return SimpleNamespace(
+        name=path,
+        n_cells=adata.n_obs,
+        n_genes=adata.n_vars,
+        x=None,
+        pca=np.asarray(adata.obsm["X_pca"], dtype=np.float32),
+        adjacency=adata.obsp["scdefr_adjacency"][...].tocoo(),
+    )
 
 
 def simulated_input(n_cells: int, seed: int) -> SimpleNamespace:
@@ -54,9 +59,18 @@ def measure(data: SimpleNamespace, mode: str, batch_size: int, seed: int) -> dic
     parts = data_layer.partition_cells(data, batch_size, seed, flat_max_parts=np.inf if mode == "flat" else 0)
     seconds = time.perf_counter() - started
     sizes = np.array([len(part) for part in parts])
-    row = {"input": data.name, "n_cells": data.n_cells, "mode": mode, "seed": seed, "batch_size": batch_size,
-           "seconds": round(seconds, 2), "n_parts": len(parts), "smallest_part": int(sizes.min()),
-           "median_part": int(np.median(sizes)), "largest_part": int(sizes.max())}
+    row = {
+        "input": data.name,
+        "n_cells": data.n_cells,
+        "mode": mode,
+        "seed": seed,
+        "batch_size": batch_size,
+        "seconds": round(seconds, 2),
+        "n_parts": len(parts),
+        "smallest_part": int(sizes.min()),
+        "median_part": int(np.median(sizes)),
+        "largest_part": int(sizes.max()),
+    }
     if data.adjacency is not None:
         part_of = np.empty(data.n_cells, dtype=np.int64)
         for index, part in enumerate(parts):
@@ -64,8 +78,10 @@ def measure(data: SimpleNamespace, mode: str, batch_size: int, seed: int) -> dic
         order = np.random.default_rng(seed).permutation(len(parts))
         batch_of = np.empty(len(parts), dtype=np.int64)
         batch_of[order] = np.arange(len(parts)) // data_layer.PARTS_PER_BATCH  # as scdefr.data.batches groups them
-        row.update(edges_in_part=round(edges_kept(data.adjacency, part_of), 4),
-                   edges_in_batch=round(edges_kept(data.adjacency, batch_of[part_of]), 4))
+        row.update(
+            edges_in_part=round(edges_kept(data.adjacency, part_of), 4),
+            edges_in_batch=round(edges_kept(data.adjacency, batch_of[part_of]), 4),
+        )
     return row
 
 

@@ -81,8 +81,9 @@ def measure(kind: str, path: Path, workdir: Path) -> dict:
     """Seconds and peak memory of one read or qc, in a fresh process."""
     output = workdir / "measured.qc.h5ad"
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _MEASURED, kind, str(path), str(output)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURED, kind, str(path), str(output)], capture_output=True, text=True, check=True
+    )
     seconds = time.perf_counter() - started
     for produced in workdir.glob("measured.qc*"):
         produced.unlink()
@@ -95,8 +96,9 @@ def main(argv=None):
     parser.add_argument("--cells", type=int, default=100_000)
     parser.add_argument("--genes", type=int, default=20_000)
     parser.add_argument("--tiles", type=int, nargs="+", default=[3], help="inputs of tiles x cells, read then qc'd")
-    parser.add_argument("--cellxgene", type=int, nargs="*", default=[],
-                        help="also read CELLxGENE-shaped files of these tiles")
+    parser.add_argument(
+        "--cellxgene", type=int, nargs="*", default=[], help="also read CELLxGENE-shaped files of these tiles"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the tiled inputs")
     parser.add_argument("--tag", default="v11_qc_memory")
     args = parser.parse_args(argv)
@@ -104,17 +106,43 @@ def main(argv=None):
     args.workdir.mkdir(parents=True, exist_ok=True)
     base = args.workdir / f"sim{args.cells}x{args.genes}.h5ad"
     if not base.exists():
-        subprocess.run([sys.executable, "-m", "scdefr", "simulate", "--n-cells", str(args.cells), "--n-genes",
-                        str(args.genes), "--n-clusters", "8", "--seed", "0", "--output", str(base),
-                        "--compression", "none", "--threads", "1"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "scdefr",
+                "simulate",
+                "--n-cells",
+                str(args.cells),
+                "--n-genes",
+                str(args.genes),
+                "--n-clusters",
+                "8",
+                "--seed",
+                "0",
+                "--output",
+                str(base),
+                "--compression",
+                "none",
+                "--threads",
+                "1",
+            ],
+            check=True,
+        )
     runs = [("qc", tiles, False) for tiles in args.tiles] + [("read", tiles, True) for tiles in args.cellxgene]
     made = set()
     for kind, tiles, cellxgene in runs:
         path = tiled(base, tiles, args.workdir)
         measured_path = cellxgene_shaped(path, args.workdir) if cellxgene else path
         made |= {path, measured_path} - {base}
-        row = {"tag": args.tag, "step": kind, "input": "cellxgene" if cellxgene else "counts",
-               "n_cells": args.cells * tiles, "n_genes": args.genes, **measure(kind, measured_path, args.workdir)}
+        row = {
+            "tag": args.tag,
+            "step": kind,
+            "input": "cellxgene" if cellxgene else "counts",
+            "n_cells": args.cells * tiles,
+            "n_genes": args.genes,
+            **measure(kind, measured_path, args.workdir),
+        }
         print(row, flush=True)
         append_rows(RESULTS_FILE, [row])
     for path in made if not args.keep else ():

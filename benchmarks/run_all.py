@@ -51,10 +51,15 @@ def main(argv=None):
     if "quality" not in args.skip:
         scdefr_quality.run(datasets, seeds, ["true", "auto"], schedule, tag)
     comparison_datasets = COMPARISON_DATASETS[:1] if args.quick else COMPARISON_DATASETS
-    for part, option, values in (("zinb", "zinb_form", ("counts", "paper")), ("graph_loss", "graph_loss", ("sampled", "paper"))):
+    for part, option, values in (
+        ("zinb", "zinb_form", ("counts", "paper")),
+        ("graph_loss", "graph_loss", ("sampled", "paper")),
+    ):
         if part not in args.skip:
             for value in values:
-                scdefr_quality.run(comparison_datasets, seeds, ["true"], {**schedule, option: value}, f"{tag}_{part}_{value}")
+                scdefr_quality.run(
+                    comparison_datasets, seeds, ["true"], {**schedule, option: value}, f"{tag}_{part}_{value}"
+                )
     if "scaling" not in args.skip:
         sizes = ["5000"] if args.quick else ["5000", "10000", "20000", "50000", "100000"]
         extra = ["--train-args", "--pretrain-epochs 2 --epochs 2", "--tag", "quick"] if args.quick else []

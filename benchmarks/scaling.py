@@ -98,39 +98,115 @@ def simulated_counts(n_cells: int, workdir: Path, threads: int, simulate_args: l
     of cells (other counts of the same model, drawn in parallel, written without compression)."""
     counts = workdir / f"sim{n_cells}.h5ad"
     if not counts.exists():
-        subprocess.run([*SCDEFR, "simulate", "--n-cells", str(n_cells), "--n-genes", str(N_GENES),
-                        "--n-clusters", str(N_TYPES), "--output", str(counts), "--seed", "0",
-                        "--threads", str(threads), "--quiet", *simulate_args], check=True)
+        subprocess.run(
+            [
+                *SCDEFR,
+                "simulate",
+                "--n-cells",
+                str(n_cells),
+                "--n-genes",
+                str(N_GENES),
+                "--n-clusters",
+                str(N_TYPES),
+                "--output",
+                str(counts),
+                "--seed",
+                "0",
+                "--threads",
+                str(threads),
+                "--quiet",
+                *simulate_args,
+            ],
+            check=True,
+        )
     return counts
 
 
-def run_size(n_cells: int, workdir: Path, threads: int, train_args: list[str], tag: str,
-             commands: tuple[str, ...] = ("run", "train"), n_clusters: str = str(N_TYPES), seed: int = 0) -> dict:
+def run_size(
+    n_cells: int,
+    workdir: Path,
+    threads: int,
+    train_args: list[str],
+    tag: str,
+    commands: tuple[str, ...] = ("run", "train"),
+    n_clusters: str = str(N_TYPES),
+    seed: int = 0,
+) -> dict:
     counts = simulated_counts(n_cells, workdir, threads)
     sample = f"sim{n_cells}"
     common = ["--seed", str(seed), "--threads", str(threads)]
-    row = {"tag": tag, "n_cells": n_cells, "n_genes": N_GENES, "threads": threads, "seed": seed,
-           "train_args": shlex.join(train_args), "n_clusters": n_clusters}
+    row = {
+        "tag": tag,
+        "n_cells": n_cells,
+        "n_genes": N_GENES,
+        "threads": threads,
+        "seed": seed,
+        "train_args": shlex.join(train_args),
+        "n_clusters": n_clusters,
+    }
     graph = workdir / sample / "graph" / f"{sample}.graph.h5ad"
     if "run" not in commands and not graph.exists():  # the train step alone still needs its input
         qc_out = workdir / f"{sample}.qc.h5ad"
-        qc = timed([*SCDEFR, "qc", "--input", str(counts), "--output", str(qc_out), *common], workdir / f"{sample}.qc.log")
+        qc = timed(
+            [*SCDEFR, "qc", "--input", str(counts), "--output", str(qc_out), *common], workdir / f"{sample}.qc.log"
+        )
         graph.parent.mkdir(parents=True, exist_ok=True)
-        graph_step = timed([*SCDEFR, "graph", "--input", str(qc_out), "--output", str(graph), *common],
-                           workdir / f"{sample}.graph.log")
-        row.update(qc_wall_s=qc["wall_s"], qc_peak_rss_mb=qc["peak_rss_mb"],
-                   graph_wall_s=graph_step["wall_s"], graph_peak_rss_mb=graph_step["peak_rss_mb"])
+        graph_step = timed(
+            [*SCDEFR, "graph", "--input", str(qc_out), "--output", str(graph), *common], workdir / f"{sample}.graph.log"
+        )
+        row.update(
+            qc_wall_s=qc["wall_s"],
+            qc_peak_rss_mb=qc["peak_rss_mb"],
+            graph_wall_s=graph_step["wall_s"],
+            graph_peak_rss_mb=graph_step["peak_rss_mb"],
+        )
     if "run" in commands:
-        run = timed([*SCDEFR, "run", "--input", str(counts), "--outdir", str(workdir), "--sample", sample,
-                     "--n-clusters", n_clusters, "--label-key", LABEL_KEY, *train_args, *common], workdir / f"{sample}.run.log")
+        run = timed(
+            [
+                *SCDEFR,
+                "run",
+                "--input",
+                str(counts),
+                "--outdir",
+                str(workdir),
+                "--sample",
+                sample,
+                "--n-clusters",
+                n_clusters,
+                "--label-key",
+                LABEL_KEY,
+                *train_args,
+                *common,
+            ],
+            workdir / f"{sample}.run.log",
+        )
         row.update(run_wall_s=run["wall_s"], run_peak_rss_mb=run["peak_rss_mb"], **run_steps(run["log"]))
-        row.update({f"run_{key}": value for key, value in {**epoch_seconds(run["log"]), **gpu_peak(run["log"])}.items()})
+        row.update(
+            {f"run_{key}": value for key, value in {**epoch_seconds(run["log"]), **gpu_peak(run["log"])}.items()}
+        )
     if "train" in commands:
         trained = workdir / f"{sample}.train_only.h5ad"
-        train = timed([*SCDEFR, "train", "--input", str(graph), "--output", str(trained),
-                       "--n-clusters", n_clusters, *train_args, *common], workdir / f"{sample}.train.log")
-        row.update(train_wall_s=train["wall_s"], train_peak_rss_mb=train["peak_rss_mb"],
-                   **epoch_seconds(train["log"]), **gpu_peak(train["log"]))
+        train = timed(
+            [
+                *SCDEFR,
+                "train",
+                "--input",
+                str(graph),
+                "--output",
+                str(trained),
+                "--n-clusters",
+                n_clusters,
+                *train_args,
+                *common,
+            ],
+            workdir / f"{sample}.train.log",
+        )
+        row.update(
+            train_wall_s=train["wall_s"],
+            train_peak_rss_mb=train["peak_rss_mb"],
+            **epoch_seconds(train["log"]),
+            **gpu_peak(train["log"]),
+        )
     return row
 
 
@@ -140,16 +216,27 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-args", default="", help="extra options for scdefr run/train, e.g. fewer epochs")
     parser.add_argument("--tag", default="default")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
-                        help="seeds of the steps, one row each (the simulated counts are always seed 0's; "
-                             "with --commands train a graph file already in --workdir is reused)")
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0],
+        help="seeds of the steps, one row each (the simulated counts are always seed 0's; "
+        "with --commands train a graph file already in --workdir is reused)",
+    )
     parser.add_argument("--n-clusters", default=str(N_TYPES), help="a number, or 'auto' (the package default)")
-    parser.add_argument("--commands", nargs="+", choices=("simulate", "run", "train"), default=["run", "train"],
-                        help="'run': scdefr run end to end; 'train': scdefr train alone on the run's graph file; "
-                             "'simulate' alone: only write the counts into --workdir (to prepare them beforehand)")
+    parser.add_argument(
+        "--commands",
+        nargs="+",
+        choices=("simulate", "run", "train"),
+        default=["run", "train"],
+        help="'run': scdefr run end to end; 'train': scdefr train alone on the run's graph file; "
+        "'simulate' alone: only write the counts into --workdir (to prepare them beforehand)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="kept when given; a temporary folder otherwise")
-    parser.add_argument("--simulate-args", default="",
-                        help="extra options for scdefr simulate, e.g. '--parts 16 --compression none'")
+    parser.add_argument(
+        "--simulate-args", default="", help="extra options for scdefr simulate, e.g. '--parts 16 --compression none'"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with tempfile.TemporaryDirectory(prefix="scdefr_scaling_") as tmp:
@@ -157,12 +244,22 @@ def main(argv=None):
         workdir.mkdir(parents=True, exist_ok=True)
         for n_cells in args.sizes:
             if args.commands == ["simulate"]:
-                logger.info("counts ready: %s",
-                            simulated_counts(n_cells, workdir, args.threads, shlex.split(args.simulate_args)))
+                logger.info(
+                    "counts ready: %s",
+                    simulated_counts(n_cells, workdir, args.threads, shlex.split(args.simulate_args)),
+                )
                 continue
             for seed in args.seeds:
-                row = run_size(n_cells, workdir, args.threads, shlex.split(args.train_args), args.tag,
-                               tuple(args.commands), args.n_clusters, seed)
+                row = run_size(
+                    n_cells,
+                    workdir,
+                    args.threads,
+                    shlex.split(args.train_args),
+                    args.tag,
+                    tuple(args.commands),
+                    args.n_clusters,
+                    seed,
+                )
                 append_rows(RESULTS_FILE, [row])
                 logger.info("%s", row)
 

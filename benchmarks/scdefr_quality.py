@@ -56,18 +56,31 @@ def run_one(name: str, seed: int, k_mode: str, params: dict, tag: str, prep: dic
     from sklearn.cluster import KMeans
 
     kmeans_labels = KMeans(n_clusters=len(set(labels)), n_init=20, random_state=seed).fit_predict(
-        training_view.obsm["X_scdefr"])
+        training_view.obsm["X_scdefr"]
+    )
     kmeans_scores = {f"kmeans_z_{key}": value for key, value in score(truth, kmeans_labels).items()}
     row = {
-        "tag": tag, "dataset": name, "seed": seed, "k_mode": k_mode, "true_k": true_k,
-        "n_clusters": len(set(labels)), "n_cells": adata.n_obs, "train_s": round(t["seconds"], 1),
-        "params": json.dumps({**params, **prep["qc"], **prep["graph"]}, sort_keys=True), **score(truth, labels), **kmeans_scores,
+        "tag": tag,
+        "dataset": name,
+        "seed": seed,
+        "k_mode": k_mode,
+        "true_k": true_k,
+        "n_clusters": len(set(labels)),
+        "n_cells": adata.n_obs,
+        "train_s": round(t["seconds"], 1),
+        "params": json.dumps({**params, **prep["qc"], **prep["graph"]}, sort_keys=True),
+        **score(truth, labels),
+        **kmeans_scores,
     }
     training = info["params"]["training"]
-    row.update(pretrain_epochs=info["params"]["pretrain_epochs_used"], epochs=info["params"]["epochs_used"],
-               lr_pretrain=training["lr_pretrain"], lr=training["lr"],
-               final_pretrain_loss=float(info["history"]["pretrain"]["loss"][-1]),
-               final_joint_loss=float(info["history"]["joint"]["loss"][-1]))
+    row.update(
+        pretrain_epochs=info["params"]["pretrain_epochs_used"],
+        epochs=info["params"]["epochs_used"],
+        lr_pretrain=training["lr_pretrain"],
+        lr=training["lr"],
+        final_pretrain_loss=float(info["history"]["pretrain"]["loss"][-1]),
+        final_joint_loss=float(info["history"]["joint"]["loss"][-1]),
+    )
     return row
 
 
@@ -79,8 +92,18 @@ def run(datasets, seeds, k_modes, params, tag, prep=None) -> list[dict]:
             for k_mode in k_modes:
                 row = run_one(name, seed, k_mode, params, tag, prep)
                 append_rows(RESULTS_FILE, [row])
-                logger.info("[%s] %s seed %d k=%s(%d): ARI %.3f NMI %.3f ACC %.3f in %.0f s", tag, name, seed,
-                            k_mode, row["n_clusters"], row["ari"], row["nmi"], row["acc"], row["train_s"])
+                logger.info(
+                    "[%s] %s seed %d k=%s(%d): ARI %.3f NMI %.3f ACC %.3f in %.0f s",
+                    tag,
+                    name,
+                    seed,
+                    k_mode,
+                    row["n_clusters"],
+                    row["ari"],
+                    row["nmi"],
+                    row["acc"],
+                    row["train_s"],
+                )
                 rows.append(row)
     return rows
 
@@ -92,7 +115,9 @@ def main(argv=None):
     parser.add_argument("--k", nargs="+", choices=("true", "auto"), default=["true", "auto"], dest="k_modes")
     parser.add_argument("--param", action="append", default=[], help="NAME=VALUE keyword for scdefr.tl.scdefr")
     parser.add_argument("--qc-param", action="append", default=[], help="NAME=VALUE keyword for scdefr.pp.qc")
-    parser.add_argument("--graph-param", action="append", default=[], help="NAME=VALUE keyword for scdefr.pp.build_graph")
+    parser.add_argument(
+        "--graph-param", action="append", default=[], help="NAME=VALUE keyword for scdefr.pp.build_graph"
+    )
     parser.add_argument("--tag", default="default", help="label of this configuration in the results table")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)

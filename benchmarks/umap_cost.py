@@ -35,8 +35,10 @@ def cells_of_size(embedding: np.ndarray, n_cells: int, seed: int) -> tuple[np.nd
     if n_cells <= len(embedding):
         source = np.sort(rng.choice(len(embedding), n_cells, replace=False))
         return embedding[source], source, True
-    copies = [embedding] + [embedding + rng.normal(0, 0.02 * embedding.std(), embedding.shape).astype(np.float32)
-                            for _ in range(-(-n_cells // len(embedding)) - 1)]
+    copies = [embedding] + [
+        embedding + rng.normal(0, 0.02 * embedding.std(), embedding.shape).astype(np.float32)
+        for _ in range(-(-n_cells // len(embedding)) - 1)
+    ]
     return np.concatenate(copies)[:n_cells], np.arange(n_cells) % len(embedding), False
 
 
@@ -47,7 +49,7 @@ def layout_scores(embedding: np.ndarray, layout: np.ndarray, clusters: np.ndarra
     k = SCORED_NEIGHBOURS + 1  # each sampled cell finds itself first
     _, near_z = NearestNeighbors(n_neighbors=k).fit(embedding).kneighbors(embedding[sample])
     _, near_u = NearestNeighbors(n_neighbors=k).fit(layout).kneighbors(layout[sample])
-    kept = [len(set(a[1:]) & set(b[1:])) / SCORED_NEIGHBOURS for a, b in zip(near_z, near_u)]
+    kept = [len(set(a[1:]) & set(b[1:])) / SCORED_NEIGHBOURS for a, b in zip(near_z, near_u, strict=True)]
     same = (clusters[near_u[:, 1:]] == clusters[sample][:, None]).mean()
     return {"kept_neighbours": round(float(np.mean(kept)), 4), "same_cluster": round(float(same), 4)}
 
@@ -76,10 +78,17 @@ def main(argv=None):
                     continue  # the same as fitting every cell
                 adata = anndata.AnnData(obsm={"X_scdefr": rows}, shape=(n_cells, 0))
                 started = time.perf_counter()
-                add_umap(adata, seed=seed, max_cells=limit or None)
-                row = {"tag": args.tag, "input": args.trained, "n_cells": n_cells, "real_cells": real,
-                       "umap_max_cells": limit, "seed": seed, "n_fitted": adata.uns["scdefr_umap"]["n_fitted"],
-                       "umap_s": round(time.perf_counter() - started, 1)}
+                add_umap(adata, seed=seed, max_cells=limit)
+                row = {
+                    "tag": args.tag,
+                    "input": args.trained,
+                    "n_cells": n_cells,
+                    "real_cells": real,
+                    "umap_max_cells": limit,
+                    "seed": seed,
+                    "n_fitted": adata.uns["scdefr_umap"]["n_fitted"],
+                    "umap_s": round(time.perf_counter() - started, 1),
+                }
                 if real:
                     row.update(layout_scores(rows, adata.obsm["X_umap"], clusters[source], seed))
                 print(row, flush=True)

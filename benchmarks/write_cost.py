@@ -18,8 +18,12 @@ from pathlib import Path
 from _common import append_rows
 
 RESULTS_FILE = "write_cost.csv"
-SETTINGS = {"gzip4": {"compression": "gzip"}, "gzip1": {"compression": "gzip", "compression_opts": 1},
-            "lzf": {"compression": "lzf"}, "none": {"compression": None}}
+SETTINGS = {
+    "gzip4": {"compression": "gzip"},
+    "gzip1": {"compression": "gzip", "compression_opts": 1},
+    "lzf": {"compression": "lzf"},
+    "none": {"compression": None},
+}
 
 
 def main(argv=None):
@@ -43,9 +47,16 @@ def main(argv=None):
                     adata.write_h5ad(copy, **options)
                     written = time.perf_counter()
                     anndata.read_h5ad(copy)
-                    row = {"tag": args.tag, "input": path, "n_cells": adata.n_obs, "setting": name, "repeat": repeat,
-                           "write_s": round(written - started, 2), "read_s": round(time.perf_counter() - written, 2),
-                           "size_mb": round(copy.stat().st_size / 1e6, 1)}
+                    row = {
+                        "tag": args.tag,
+                        "input": path,
+                        "n_cells": adata.n_obs,
+                        "setting": name,
+                        "repeat": repeat,
+                        "write_s": round(written - started, 2),
+                        "read_s": round(time.perf_counter() - written, 2),
+                        "size_mb": round(copy.stat().st_size / 1e6, 1),
+                    }
                     print(row, flush=True)
                     append_rows(RESULTS_FILE, [row])
 

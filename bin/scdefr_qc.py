@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Pipeline step 'qc' as the Nextflow module calls it: same as 'scdefr qc'."""
+
 import sys
 
 from scdefr_bin import run

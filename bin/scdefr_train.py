@@ -23,8 +23,21 @@ from pathlib import Path
 from scdefr_bin import import_scdefr, run
 
 # Options that do not change the result of a resumed run (scdefr train --help, --resume)
-RUNTIME_OPTIONS = {"input", "output", "model_out", "resume", "checkpoint_every", "device", "amp", "log_every",
-                   "threads", "quiet", "compression", "command", "handler"}
+RUNTIME_OPTIONS = {
+    "input",
+    "output",
+    "model_out",
+    "resume",
+    "checkpoint_every",
+    "device",
+    "amp",
+    "log_every",
+    "threads",
+    "quiet",
+    "compression",
+    "command",
+    "handler",
+}
 
 
 def fail(message: str) -> int:
@@ -54,8 +67,9 @@ def local_folder(directory: str) -> Path:
         return Path(directory)
     if scheme in ("s3", "gs", "az") and Path("/fusion").is_dir():
         return Path("/fusion") / scheme / rest
-    raise ValueError(f"--checkpoint-dir {directory}: a bucket needs Fusion (fusion.enabled = true), "
-                     "or give a shared filesystem path")
+    raise ValueError(
+        f"--checkpoint-dir {directory}: a bucket needs Fusion (fusion.enabled = true), or give a shared filesystem path"
+    )
 
 
 def checkpoint_name(argv: list[str]) -> tuple[str, Path]:

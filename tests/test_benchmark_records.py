@@ -44,18 +44,24 @@ def test_append_rows_keeps_a_new_column_and_the_old_rows(benchmarks, tmp_path):
 
 def test_scaling_reads_step_times_and_clusters_from_the_run_log(benchmarks):
     scaling = importlib.import_module("scaling")
-    log = "\n".join([
-        "scdefr.runner: [sim5000] qc done in 4.1 s",
-        "scdefr.training: pretrain epoch 60/60: loss 1.5 (reconstruction 1.0, zinb 0.9) [120.0s]",
-        "scdefr.runner: [sim5000] graph done in 12.5 s",
-        "scdefr.runner: [sim5000] train done in 300.2 s",
-        "scdefr.export: sim5000: 4990 cells in 9 clusters, silhouette 0.66, ARI 0.859, NMI 0.884, accuracy 0.83",
-        "scdefr.runner: [sim5000] export done in 20.0 s",
-    ])
+    log = "\n".join(
+        [
+            "scdefr.runner: [sim5000] qc done in 4.1 s",
+            "scdefr.training: pretrain epoch 60/60: loss 1.5 (reconstruction 1.0, zinb 0.9) [120.0s]",
+            "scdefr.runner: [sim5000] graph done in 12.5 s",
+            "scdefr.runner: [sim5000] train done in 300.2 s",
+            "scdefr.export: sim5000: 4990 cells in 9 clusters, silhouette 0.66, ARI 0.859, NMI 0.884, accuracy 0.83",
+            "scdefr.runner: [sim5000] export done in 20.0 s",
+        ]
+    )
 
     assert scaling.run_steps(log) == {
-        "run_qc_s": 4.1, "run_graph_s": 12.5, "run_train_s": 300.2, "run_export_s": 20.0,
-        "run_n_clusters_found": 9, "run_ari": 0.859,
+        "run_qc_s": 4.1,
+        "run_graph_s": 12.5,
+        "run_train_s": 300.2,
+        "run_export_s": 20.0,
+        "run_n_clusters_found": 9,
+        "run_ari": 0.859,
     }
     assert scaling.epoch_seconds(log) == {"pretrain_epochs": 60, "pretrain_s_per_epoch": 2.0}
 
@@ -98,8 +104,8 @@ def test_label_rules_smoothing_recovers_flipped_cells_and_is_summarised(benchmar
     """On a graph of planted types whose Q points 15% of cells to a wrong cluster, the package's
     smoothing (q_walk) puts them back where argmax Q does not; the summary reads the rules' rows."""
     import numpy as np
-
     from builders import make_graph_adata
+
     from scdefr import metrics
 
     adata = make_graph_adata(n_cells=200, n_types=4)
@@ -114,11 +120,19 @@ def test_label_rules_smoothing_recovers_flipped_cells_and_is_summarised(benchmar
     assert metrics.adjusted_rand_index(truth, found["q_walk4"]) > metrics.adjusted_rand_index(truth, assigned) + 0.2
     assert {"q_sym4", "kmeans_z", "leiden_z_k"} <= set(found)
 
-    rows = [{"tag": "t", "dataset": "d", "seed": seed, "rule": rule, "ari": ari}
-            for seed, shift in ((0, 0.0), (1, 0.1)) for rule, ari in (("argmax_q", 0.5 + shift), ("q_walk4", 0.6 + shift))]
+    rows = [
+        {"tag": "t", "dataset": "d", "seed": seed, "rule": rule, "ari": ari}
+        for seed, shift in ((0, 0.0), (1, 0.1))
+        for rule, ari in (("argmax_q", 0.5 + shift), ("q_walk4", 0.6 + shift))
+    ]
     benchmarks.append_rows("label_rules.csv", rows)
-    benchmarks.append_rows("baselines.csv", [{"dataset": "d", "seed": seed, "method": "leiden_default", "ari": ari}
-                                             for seed, ari in ((0, 0.55), (1, 0.55), (3, 0.9))])  # seed 3: no run
+    benchmarks.append_rows(
+        "baselines.csv",
+        [
+            {"dataset": "d", "seed": seed, "method": "leiden_default", "ari": ari}
+            for seed, ari in ((0, 0.55), (1, 0.55), (3, 0.9))
+        ],
+    )  # seed 3: no run
     summarise = importlib.import_module("summarise")
     table = summarise.label_rules_table(["t"], ["argmax_q", "q_walk4"])
     assert "| d | 2 | 0.550 ± 0.071 | 0.650 ± 0.071 | 0.550 |" in table
@@ -133,13 +147,32 @@ def test_label_rules_smoothing_recovers_flipped_cells_and_is_summarised(benchmar
 def test_quality_table_keeps_the_seeds_asked_for_and_the_baselines_of_those_seeds(benchmarks):
     """Runs of one tag over five seeds summarised over three: the mean, sd and the best baseline are
     those of seeds 0-2 only, the true-k and auto rows apart."""
-    rows = [{"tag": "t", "dataset": "d", "seed": seed, "k_mode": k_mode, "true_k": 4, "n_clusters": 4,
-             "ari": ari, "nmi": 0.5, "acc": 0.5, "kmeans_z_ari": 0.4, "train_s": 10.0}
-            for k_mode, shift in (("true", 0.0), ("auto", 0.2)) for seed, ari in enumerate((0.5, 0.6, 0.7, 0.1, 0.1))
-            for ari in [ari + shift]]
+    rows = [
+        {
+            "tag": "t",
+            "dataset": "d",
+            "seed": seed,
+            "k_mode": k_mode,
+            "true_k": 4,
+            "n_clusters": 4,
+            "ari": ari,
+            "nmi": 0.5,
+            "acc": 0.5,
+            "kmeans_z_ari": 0.4,
+            "train_s": 10.0,
+        }
+        for k_mode, shift in (("true", 0.0), ("auto", 0.2))
+        for seed, ari in enumerate((0.5, 0.6, 0.7, 0.1, 0.1))
+        for ari in [ari + shift]
+    ]
     benchmarks.append_rows("scdefr_quality.csv", rows)
-    benchmarks.append_rows("baselines.csv", [{"dataset": "d", "seed": seed, "method": "kmeans_pca", "ari": ari}
-                                             for seed, ari in enumerate((0.3, 0.3, 0.3, 0.9, 0.9))])
+    benchmarks.append_rows(
+        "baselines.csv",
+        [
+            {"dataset": "d", "seed": seed, "method": "kmeans_pca", "ari": ari}
+            for seed, ari in enumerate((0.3, 0.3, 0.3, 0.9, 0.9))
+        ],
+    )
     summarise = importlib.import_module("summarise")
     table = summarise.quality_table(["t"], seeds=[0, 1, 2])
     assert "| d | t | true | 3 | 0.600 ± 0.100 |" in table and "0.300 (kmeans_pca) |" in table
@@ -153,8 +186,8 @@ def test_label_rules_hands_params_to_training_with_the_read_out_off_and_no_label
     read-outs itself), without the label column; a second run reads the cache instead of training,
     and other settings in the same cache folder train their own model."""
     import numpy as np
-
     from builders import make_graph_adata
+
     from scdefr import tl
 
     label_rules = importlib.import_module("label_rules")
@@ -168,8 +201,20 @@ def test_label_rules_hands_params_to_training_with_the_read_out_off_and_no_label
         view.obsm["scdefr_soft"] = np.full((view.n_obs, 3), 1 / 3, dtype=np.float32)
 
     monkeypatch.setattr(tl, "scdefr", fake_scdefr)
-    argv = ["--datasets", "d", "--seeds", "1", "--cache", str(tmp_path / "Q"), "--param", "lr=0.001",
-            "--param", "smoothing_steps=4", "--tag", "t"]
+    argv = [
+        "--datasets",
+        "d",
+        "--seeds",
+        "1",
+        "--cache",
+        str(tmp_path / "Q"),
+        "--param",
+        "lr=0.001",
+        "--param",
+        "smoothing_steps=4",
+        "--tag",
+        "t",
+    ]
     label_rules.main(argv)
     label_rules.main(argv)
 
@@ -187,8 +232,8 @@ def test_attention_keys_compares_subsets_of_keys_with_every_cell_without_labels(
     """The first row is the reference (every cell as a key); subsets of keys and the run without the
     term move z; each subset runs once per order; the model is loaded from a file without labels."""
     import torch
-
     from builders import make_graph_adata
+
     from scdefr.model import SCDEFR
 
     adata = make_graph_adata(n_cells=120, n_types=3)
@@ -201,11 +246,26 @@ def test_attention_keys_compares_subsets_of_keys_with_every_cell_without_labels(
 
     seen = []
     load = SCDEFR.load.__func__
-    monkeypatch.setattr(SCDEFR, "load", classmethod(lambda cls, path, data: seen.append(set(data.obs)) or load(cls, path, data)))
-    importlib.import_module("attention_keys").main([
-        str(tmp_path / "g.h5ad"), str(tmp_path / "m.model.pt"), "--keys", "40", "-1", "--orders", "2",
-        "--label-key", "cell_type", "--threads", "1", "--tag", "t",
-    ])
+    monkeypatch.setattr(
+        SCDEFR, "load", classmethod(lambda cls, path, data: seen.append(set(data.obs)) or load(cls, path, data))
+    )
+    importlib.import_module("attention_keys").main(
+        [
+            str(tmp_path / "g.h5ad"),
+            str(tmp_path / "m.model.pt"),
+            "--keys",
+            "40",
+            "-1",
+            "--orders",
+            "2",
+            "--label-key",
+            "cell_type",
+            "--threads",
+            "1",
+            "--tag",
+            "t",
+        ]
+    )
 
     assert seen == [set(adata.obs) - {"cell_type"}]
     rows = read_table(tmp_path / "attention_keys.csv")
@@ -240,10 +300,14 @@ def test_umap_cost_times_both_modes_and_scores_only_real_cells(benchmarks, tmp_p
     rng = np.random.default_rng(0)
     cluster = rng.integers(4, size=600)
     embedding = (rng.normal(scale=8.0, size=(4, 16))[cluster] + rng.normal(size=(600, 16))).astype(np.float32)
-    trained = ad.AnnData(obs=pd.DataFrame({"scdefr_cluster": pd.Categorical(cluster.astype(str))},
-                                          index=[f"c{i}" for i in range(600)]), obsm={"X_scdefr": embedding})
+    trained = ad.AnnData(
+        obs=pd.DataFrame({"scdefr_cluster": pd.Categorical(cluster.astype(str))}, index=[f"c{i}" for i in range(600)]),
+        obsm={"X_scdefr": embedding},
+    )
     trained.write_h5ad(tmp_path / "t.h5ad")
-    importlib.import_module("umap_cost").main([str(tmp_path / "t.h5ad"), "--sizes", "600", "900", "--limits", "0", "300"])
+    importlib.import_module("umap_cost").main(
+        [str(tmp_path / "t.h5ad"), "--sizes", "600", "900", "--limits", "0", "300"]
+    )
     rows = {(row["n_cells"], row["umap_max_cells"]): row for row in read_table(tmp_path / "umap_cost.csv")}
     assert set(rows) == {("600", "0"), ("600", "300"), ("900", "0"), ("900", "300")}
     assert rows[("600", "300")]["n_fitted"] == "300" and rows[("600", "0")]["n_fitted"] == "600"
@@ -260,10 +324,14 @@ def test_qc_memory_measures_qc_and_reads_in_fresh_processes(benchmarks, tmp_path
 
     qc_memory = importlib.import_module("qc_memory")
     qc_memory.main(
-        ["--workdir", str(tmp_path / "w"), "--cells", "300", "--genes", "400", "--tiles", "1", "2", "--cellxgene", "2"])
+        ["--workdir", str(tmp_path / "w"), "--cells", "300", "--genes", "400", "--tiles", "1", "2", "--cellxgene", "2"]
+    )
     rows = read_table(tmp_path / "qc_memory.csv")
     assert [(row["step"], row["input"], row["n_cells"]) for row in rows] == [
-        ("qc", "counts", "300"), ("qc", "counts", "600"), ("read", "cellxgene", "600")]
+        ("qc", "counts", "300"),
+        ("qc", "counts", "600"),
+        ("read", "cellxgene", "600"),
+    ]
     assert all(0 < float(row["peak_gb"]) < 10 and float(row["seconds"]) > 0 for row in rows)
     assert [path.name for path in (tmp_path / "w").iterdir()] == ["sim300x400.h5ad"]
     tripled = ad.read_h5ad(qc_memory.tiled(tmp_path / "w" / "sim300x400.h5ad", 3, tmp_path))
@@ -299,17 +367,29 @@ def test_gpu_check_runs_detached_and_its_logs_are_collected(tmp_path, repo_root)
     fake.mkdir()
     (fake / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
     (fake / "nvidia-smi").chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "PYTHON": sys.executable, "DEVICE": "cpu",
-           "REAL_RUNS": "0", "DROP_STEP_FILES": "1",
-           "RUN_ARGS": "--compression none --pretrain-epochs 2 --epochs 1 --n-top-genes 300"}
+    env = {
+        **os.environ,
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "PYTHON": sys.executable,
+        "DEVICE": "cpu",
+        "REAL_RUNS": "0",
+        "DROP_STEP_FILES": "1",
+        "RUN_ARGS": "--compression none --pretrain-epochs 2 --epochs 1 --n-top-genes 300",
+    }
     out = tmp_path / "out"
     unused = tmp_path / "real.h5ad"  # the real dataset, not read with REAL_RUNS=0
     unused.touch()
-    subprocess.Popen([repo / "benchmarks" / "gpu_check.sh", out, unused, "700"],
-                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    subprocess.Popen(
+        [repo / "benchmarks" / "gpu_check.sh", out, unused, "700"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     dest = tmp_path / "dest"
-    collected = subprocess.run([repo / "benchmarks" / "gpu_collect.sh", out, "600", dest],
-                               capture_output=True, text=True, check=True)
+    collected = subprocess.run(
+        [repo / "benchmarks" / "gpu_collect.sh", out, "600", dest], capture_output=True, text=True, check=True
+    )
 
     assert collected.stdout.strip().endswith(" done"), collected.stdout
     progress = (dest / "progress.log").read_text()
@@ -335,13 +415,20 @@ def test_gpu_wheels_asks_for_the_pinned_versions(tmp_path, repo_root):
     (fake / "python3").write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n')
     (fake / "python3").chmod(0o755)
     (tmp_path / "wheels").mkdir()
-    subprocess.run([repo_root / "benchmarks" / "gpu_wheels.sh", tmp_path / "wheels"], check=True,
-                   env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}, capture_output=True)
+    subprocess.run(
+        [repo_root / "benchmarks" / "gpu_wheels.sh", tmp_path / "wheels"],
+        check=True,
+        env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"},
+        capture_output=True,
+    )
     args = (fake / "args").read_text().split()
     assert args[:3] == ["-m", "pip", "download"] and "--no-deps" in args
     assert args[args.index("--python-version") + 1] == "3.12"
-    pins = dict(line.strip().lower().split("==") for line in (repo_root / "requirements" / "constraints.txt").open()
-                if "==" in line)
+    pins = dict(
+        line.strip().lower().split("==")
+        for line in (repo_root / "requirements" / "constraints.txt").open()
+        if "==" in line
+    )
     requested = dict(arg.lower().split("==") for arg in args if "==" in arg)
     assert {"anndata", "scanpy", "pandas", "igraph", "leidenalg", "pynndescent", "umap-learn"} <= set(requested)
     assert all(pins[name] == version for name, version in requested.items())

@@ -10,10 +10,10 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTAINERS = ROOT / "containers"
@@ -33,7 +33,9 @@ def instructions(image: str) -> str:
 @pytest.mark.parametrize("image", ["base", *STEP_IMAGES])
 def test_dockerfile_runs_as_a_non_root_user_and_takes_its_base_as_an_argument(image):
     text = dockerfile(image)
-    assert re.search(r"^ARG BASE_IMAGE=\S+\nFROM \$\{BASE_IMAGE\}$", text, re.M), "base image must be an ARG with a default"
+    assert re.search(r"^ARG BASE_IMAGE=\S+\nFROM \$\{BASE_IMAGE\}$", text, re.M), (
+        "base image must be an ARG with a default"
+    )
     users = re.findall(r"^USER (\S+)$", text, re.M)
     assert users and users[-1] == "1000:1000", f"last USER must be the non-root uid 1000, got {users}"
     assert "COPY" not in text.replace("COPY pkg/bin/", ""), "only the step script is copied; the rest is bind-mounted"
@@ -46,9 +48,13 @@ def test_step_image_has_labels_its_script_and_the_package_last(image):
     for label in ("title", "version", "source", "licenses"):
         assert f"org.opencontainers.image.{label}=" in text
     step = image.removesuffix("-cuda")
-    assert f"COPY pkg/bin/scdefr_bin.py pkg/bin/scdefr_{step}.py /usr/local/bin/" in text  # the script and what it imports
+    assert (
+        f"COPY pkg/bin/scdefr_bin.py pkg/bin/scdefr_{step}.py /usr/local/bin/" in text
+    )  # the script and what it imports
     if "torch" in instructions(image):
-        assert instructions(image).index("--no-deps /tmp/pkg") > instructions(image).index("import torch"), "package after torch"
+        assert instructions(image).index("--no-deps /tmp/pkg") > instructions(image).index("import torch"), (
+            "package after torch"
+        )
 
 
 @pytest.mark.parametrize("image", ["base", "qc", "graph", "export"])
@@ -75,8 +81,20 @@ def test_proxy_ca_is_a_build_secret_never_a_layer():
 def test_scripts_parse_and_build_help_lists_every_option():
     for script in ["build.sh", "test_containers.sh", "make_local_base.sh"]:
         subprocess.run(["bash", "-n", str(CONTAINERS / script)], check=True)
-    help_text = subprocess.run(["bash", str(CONTAINERS / "build.sh"), "--help"], capture_output=True, text=True, check=True).stdout
-    for option in ["IMAGES", "REGISTRY", "ORG", "ENGINE", "CPU_BASE_IMAGE", "CUDA_BASE_IMAGE", "TORCH_WHEEL", "CA_BUNDLE", "PUSH"]:
+    help_text = subprocess.run(
+        ["bash", str(CONTAINERS / "build.sh"), "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for option in [
+        "IMAGES",
+        "REGISTRY",
+        "ORG",
+        "ENGINE",
+        "CPU_BASE_IMAGE",
+        "CUDA_BASE_IMAGE",
+        "TORCH_WHEEL",
+        "CA_BUNDLE",
+        "PUSH",
+    ]:
         assert re.search(rf"^\s+{option}\b", help_text, re.M), option
 
 
@@ -88,7 +106,9 @@ def test_build_rejects_unknown_arguments():
 @pytest.mark.parametrize("allow", ["0", "1"])
 def test_tier_without_an_engine_fails_loudly_or_reports_skipped(allow):
     environment = {**os.environ, "ENGINE": "/nonexistent/docker", "SCDEFR_ALLOW_NO_ENGINE": allow}
-    done = subprocess.run(["bash", str(CONTAINERS / "test_containers.sh")], env=environment, capture_output=True, text=True)
+    done = subprocess.run(
+        ["bash", str(CONTAINERS / "test_containers.sh")], env=environment, capture_output=True, text=True
+    )
     if allow == "1":
         assert done.returncode == 0 and "SKIPPED: no container engine: ENGINE=/nonexistent/docker" in done.stdout
     else:
@@ -105,7 +125,10 @@ def test_module_chain_runs_in_the_step_images(tmp_path):
     environment = {**os.environ, "PYTHON": sys.executable, "TMPDIR": str(tmp_path)}
     done = subprocess.run(
         ["bash", str(CONTAINERS / "test_containers.sh")],
-        cwd=ROOT, env=environment, capture_output=True, text=True,
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from nextflow import harness, render
 
 ROOT = harness.ROOT
@@ -33,7 +32,9 @@ pytestmark = [
 
 def _run_step(process: str, inputs: list, workdir: Path, outdir: Path) -> tuple[render.RenderedTask, dict]:
     """One task as Nextflow runs it: render (test profile, one CPU), stage, execute, collect."""
-    task = render.render_task(process, inputs, cpus=1, profile_configs=("conf/test.config",), params={"outdir": str(outdir)})
+    task = render.render_task(
+        process, inputs, cpus=1, profile_configs=("conf/test.config",), params={"outdir": str(outdir)}
+    )
     assert task.when
     render.stage(task, workdir)
     try:
@@ -49,13 +50,32 @@ def chain(tmp_path_factory):
     meanwhile `scdefr run` with the same options (from the rendered ext.args) in another process."""
     base = tmp_path_factory.mktemp("nextflow_chain")
     options = [
-        option for _, process in CHAIN
-        for option in shlex.split(render.render_task(process, [[META, DATA]], profile_configs=("conf/test.config",)).ext["args"])
+        option
+        for _, process in CHAIN
+        for option in shlex.split(
+            render.render_task(process, [[META, DATA]], profile_configs=("conf/test.config",)).ext["args"]
+        )
     ]
     runner = subprocess.Popen(
-        [str(Path(sys.executable).parent / "scdefr"), "run", "--input", str(DATA), "--outdir", str(base / "runner"),
-         "--sample", "sim", "--threads", "1", "--device", "cpu", *options],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV},
+        [
+            str(Path(sys.executable).parent / "scdefr"),
+            "run",
+            "--input",
+            str(DATA),
+            "--outdir",
+            str(base / "runner"),
+            "--sample",
+            "sim",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            *options,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **ENV},
     )
     results = {}
     upstream = DATA
@@ -74,7 +94,7 @@ def test_the_chain_is_wired_as_the_subworkflow_wires_it():
     (workflow,) = harness.inspect("subworkflows/local/scdefr/main.nf")["subworkflows/local/scdefr/main.nf"]["workflows"]
     calls = [" ".join(statement.split()) for statement in workflow["main"]]
     assert calls[0] == f"{CHAIN[0][1]} ( {workflow['take'][0].split()[0]} )"
-    for (_, upstream), (_, process) in zip(CHAIN, CHAIN[1:]):
+    for (_, upstream), (_, process) in zip(CHAIN, CHAIN[1:], strict=False):
         assert f"{process} ( {upstream}.out.h5ad )" in calls
 
 
@@ -110,7 +130,10 @@ def test_published_results_equal_those_of_scdefr_run(chain):
     base, _, (returncode, log) = chain
     assert returncode == 0, log[-3000:]
     published, runner = base / "results" / "sim", base / "runner" / "sim"
-    files = lambda root: sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+    def files(root):
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
     assert files(published) == files(runner)
     for name in ("export/sim.clusters.csv", "export/sim.embedding.csv"):
         assert filecmp.cmp(published / name, runner / name, shallow=False), f"{name} differs from scdefr run's"

@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from nextflow import harness, render
 
 ROOT = harness.ROOT
@@ -22,8 +21,12 @@ NFLINT = harness.SHARED / "tools" / "nflint" / "nflint"
 SCRNASEQ_META = {"id": "SAMPLE_1", "single_end": False, "expected_cells": 5000}
 SCRNASEQ_PARAMS = {"outdir": "/host/results", "publish_dir_mode": "copy", "aligner": "simpleaf", "skip_multiqc": False}
 STEPS = {"SCDEFR_QC": "qc", "SCDEFR_GRAPH": "graph", "SCDEFR_TRAIN": "train", "SCDEFR_EXPORT": "export"}
-INPUT = {"qc": "SAMPLE_1_filtered_matrix.h5ad", "graph": "SAMPLE_1.qc.h5ad", "train": "SAMPLE_1.graph.h5ad",
-         "export": "SAMPLE_1.trained.h5ad"}
+INPUT = {
+    "qc": "SAMPLE_1_filtered_matrix.h5ad",
+    "graph": "SAMPLE_1.qc.h5ad",
+    "train": "SAMPLE_1.graph.h5ad",
+    "export": "SAMPLE_1.trained.h5ad",
+}
 
 pytestmark = pytest.mark.skipif(harness.available() is not None, reason=str(harness.available()))
 
@@ -32,14 +35,20 @@ pytestmark = pytest.mark.skipif(harness.available() is not None, reason=str(harn
 def test_a_host_without_our_params_gets_the_cli_defaults(process):
     cli = pytest.importorskip("scdefr.cli")
     step = STEPS[process]
-    task = render.render_task(process, [[SCRNASEQ_META, Path("/host/work") / INPUT[step]]], host=True, params=SCRNASEQ_PARAMS)
+    task = render.render_task(
+        process, [[SCRNASEQ_META, Path("/host/work") / INPUT[step]]], host=True, params=SCRNASEQ_PARAMS
+    )
     assert "null" not in task.script and "[]" not in task.script
     assert task.undefined_params, "the host lacks our params: Nextflow reads them as null"
     words = shlex.split(task.script.replace("\\\n", " "))
     parser = cli.build_parser()
-    given = parser.parse_args([step, *words[words.index(f"scdefr_{step}.py") + 1:]])
-    io = {"qc": ["--input", "x", "--output", "y"], "graph": ["--input", "x", "--output", "y"],
-          "train": ["--input", "x", "--output", "y"], "export": ["--input", "x", "--outdir", "y"]}[step]
+    given = parser.parse_args([step, *words[words.index(f"scdefr_{step}.py") + 1 :]])
+    io = {
+        "qc": ["--input", "x", "--output", "y"],
+        "graph": ["--input", "x", "--output", "y"],
+        "train": ["--input", "x", "--output", "y"],
+        "export": ["--input", "x", "--outdir", "y"],
+    }[step]
     defaults = parser.parse_args([step, *io])
     for name, value in vars(defaults).items():
         if name not in ("input", "output", "outdir", "prefix", "model_out", "threads", "device", "handler"):
@@ -48,19 +57,32 @@ def test_a_host_without_our_params_gets_the_cli_defaults(process):
 
 
 def test_a_host_s_per_sample_settings_still_apply():
-    train = render.render_task("SCDEFR_TRAIN", [[{**SCRNASEQ_META, "n_clusters": 8}, Path("/w/SAMPLE_1.graph.h5ad")]],
-                               host=True, params=SCRNASEQ_PARAMS)
+    train = render.render_task(
+        "SCDEFR_TRAIN",
+        [[{**SCRNASEQ_META, "n_clusters": 8}, Path("/w/SAMPLE_1.graph.h5ad")]],
+        host=True,
+        params=SCRNASEQ_PARAMS,
+    )
     assert shlex.split(train.ext["args"]) == ["--n-clusters", "8"]
-    export = render.render_task("SCDEFR_EXPORT", [[{**SCRNASEQ_META, "label_key": "cell type"}, Path("/w/SAMPLE_1.trained.h5ad")]],
-                                host=True, params=SCRNASEQ_PARAMS)
+    export = render.render_task(
+        "SCDEFR_EXPORT",
+        [[{**SCRNASEQ_META, "label_key": "cell type"}, Path("/w/SAMPLE_1.trained.h5ad")]],
+        host=True,
+        params=SCRNASEQ_PARAMS,
+    )
     assert shlex.split(export.ext["args"]) == ["--label-key", "cell type"]
-    multiqc = render.render_task("MULTIQC", [[Path("/w/a_mqc.tsv")], Path("/w/multiqc_config.yml")], host=True, params=SCRNASEQ_PARAMS)
+    multiqc = render.render_task(
+        "MULTIQC", [[Path("/w/a_mqc.tsv")], Path("/w/multiqc_config.yml")], host=True, params=SCRNASEQ_PARAMS
+    )
     assert multiqc.ext["args"] == ""
 
 
 def test_the_subworkflow_and_modules_read_no_params():
     """Everything a host must set comes through the channel and conf/modules.config, never params."""
-    files = ["subworkflows/local/scdefr/main.nf", *(str(p.relative_to(ROOT)) for p in ROOT.glob("modules/local/**/main.nf"))]
+    files = [
+        "subworkflows/local/scdefr/main.nf",
+        *(str(p.relative_to(ROOT)) for p in ROOT.glob("modules/local/**/main.nf")),
+    ]
     code = harness.inspect(*files)
     assert {path: code[path]["params_used"] for path in files if code[path]["params_used"]} == {}
 
@@ -74,13 +96,16 @@ def test_a_host_pipeline_including_the_subworkflow_passes_nextflow_s_checks(tmp_
         "include { SCDEFR } from './subworkflows/local/scdefr/main'\n\n"
         "workflow {\n    main:\n"
         "    // as nf-core/scrnaseq emits them: [ meta, <sample>_filtered_matrix.h5ad ]\n"
-        "    ch_h5ad = channel.fromPath(params.h5ad).map { h5ad -> [ [ id: h5ad.simpleName.replace('_filtered_matrix', '') ], h5ad ] }\n"
+        "    ch_h5ad = channel.fromPath(params.h5ad)\n"
+        "        .map { h5ad -> [ [ id: h5ad.simpleName.replace('_filtered_matrix', '') ], h5ad ] }\n"
         "    SCDEFR ( ch_h5ad )\n"
-        "    SCDEFR.out.clusters.view { meta, csv -> \"${meta.id}: ${csv}\" }\n"
+        '    SCDEFR.out.clusters.view { meta, csv -> "${meta.id}: ${csv}" }\n'
         "}\n"
     )
     config = (ROOT / "conf/modules.config").read_text()
     (host / "nextflow.config").write_text("params {\n    h5ad   = null\n    outdir = 'results'\n}\n\n" + config)
-    done = subprocess.run([str(NFLINT), str(host)], capture_output=True, text=True, env={**os.environ, "NFLINT_PARANOID": "1"})
+    done = subprocess.run(
+        [str(NFLINT), str(host)], capture_output=True, text=True, env={**os.environ, "NFLINT_PARANOID": "1"}
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert [line for line in done.stdout.splitlines() if "warning" in line and "`when` section" not in line] == []

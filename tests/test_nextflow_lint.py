@@ -22,16 +22,22 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from nextflow import harness
 
 ROOT = harness.ROOT
 NFLINT = harness.SHARED / "tools" / "nflint" / "nflint"
 SCHEMAS = harness.SHARED / "nf-core-schemas"
-NF_CORE = Path(os.environ.get("SCDEFR_NF_CORE") or Path.home() / ".cache" / "scdefr" / "nf-core-4.2.1") / "bin" / "nf-core"
-NF_FILES = sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob("*.nf") if ".tools" not in p.parts and ".git" not in p.parts)
-CONFIG_FILES = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("*.config"), *ROOT.glob("conf/*.config"), ROOT / "tests/nextflow.config"]
-                      if p.name != "nf-test.config")
+NF_CORE = (
+    Path(os.environ.get("SCDEFR_NF_CORE") or Path.home() / ".cache" / "scdefr" / "nf-core-4.2.1") / "bin" / "nf-core"
+)
+NF_FILES = sorted(
+    str(p.relative_to(ROOT)) for p in ROOT.rglob("*.nf") if ".tools" not in p.parts and ".git" not in p.parts
+)
+CONFIG_FILES = sorted(
+    str(p.relative_to(ROOT))
+    for p in [*ROOT.glob("*.config"), *ROOT.glob("conf/*.config"), ROOT / "tests/nextflow.config"]
+    if p.name != "nf-test.config"
+)
 # nf-core/modules' schema for subworkflow meta.yml: the types an input or output may declare
 SUBWORKFLOW_IO_TYPES = {"string", "number", "boolean", "array", "object"}
 
@@ -47,7 +53,9 @@ needs_nf_core = pytest.mark.skipif(
 
 def _nflint(paranoid: bool) -> tuple[int, list[str], str]:
     environment = {**os.environ, "NFLINT_PARANOID": "1" if paranoid else "0", "NFLINT_VERBOSE": "1"}
-    done = subprocess.run([str(NFLINT), ".", *NF_FILES, *CONFIG_FILES], cwd=ROOT, capture_output=True, text=True, env=environment)
+    done = subprocess.run(
+        [str(NFLINT), ".", *NF_FILES, *CONFIG_FILES], cwd=ROOT, capture_output=True, text=True, env=environment
+    )
     findings = [line for line in done.stdout.splitlines() if re.match(r"^\S+:\d+:\d+: (error|warning)", line)]
     return done.returncode, findings, done.stdout + done.stderr
 
@@ -72,10 +80,13 @@ def test_nflint_paranoid_warns_only_of_the_process_when_section():
 @needs_nflint
 def test_nflint_catches_what_the_issue_found(tmp_path):
     """The checks have teeth: params outside the entry workflow warn, a bad call is an error."""
-    (tmp_path / "main.nf").write_text("workflow W {\n    main:\n    println params.x\n}\n\nworkflow {\n    main:\n    W(1)\n}\n")
+    (tmp_path / "main.nf").write_text(
+        "workflow W {\n    main:\n    println params.x\n}\n\nworkflow {\n    main:\n    W(1)\n}\n"
+    )
     (tmp_path / "nextflow.config").write_text("params { x = 1 }\n")
-    done = subprocess.run([str(NFLINT), str(tmp_path)], capture_output=True, text=True,
-                          env={**os.environ, "NFLINT_PARANOID": "1"})
+    done = subprocess.run(
+        [str(NFLINT), str(tmp_path)], capture_output=True, text=True, env={**os.environ, "NFLINT_PARANOID": "1"}
+    )
     assert "The use of `params` outside the entry workflow" in done.stdout
     assert done.returncode == 1 and "error" in done.stdout
 
@@ -85,7 +96,9 @@ GIT = ["git", "-c", "user.email=lint@localhost", "-c", "user.name=lint", "-c", "
 
 def _copy_of_the_pipeline(target: Path) -> Path:
     """The files git would commit (tracked and new), without the installed tools, as a git repository."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+    )
     for name in listed.stdout.decode().split("\0"):
         if name and (ROOT / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
@@ -110,13 +123,24 @@ def _offline_nf_core(home: Path) -> dict:
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "schemas"]):
         subprocess.run([*GIT, "-C", str(source), *command], check=True)
     subprocess.run([*GIT, "clone", "-q", str(source), str(home / ".config/nfcore/nf-core/modules")], check=True)
-    return {**os.environ, "HOME": str(home), "NXF_OFFLINE": "true", "COLUMNS": "400", "HIDE_PROGRESS": "1",
-            "PATH": f"{ROOT / 'tests' / 'nextflow'}{os.pathsep}{os.environ['PATH']}"}
+    return {
+        **os.environ,
+        "HOME": str(home),
+        "NXF_OFFLINE": "true",
+        "COLUMNS": "400",
+        "HIDE_PROGRESS": "1",
+        "PATH": f"{ROOT / 'tests' / 'nextflow'}{os.pathsep}{os.environ['PATH']}",
+    }
 
 
 def _nf_core(arguments: list[str], pipeline: Path, environment: dict) -> str:
-    done = subprocess.run([str(NF_CORE), *arguments, "--dir", str(pipeline), "--plain-text"],
-                          capture_output=True, text=True, env=environment, timeout=600)
+    done = subprocess.run(
+        [str(NF_CORE), *arguments, "--dir", str(pipeline), "--plain-text"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
     return output
@@ -127,8 +151,15 @@ def _summary(output: str, kind: str) -> int:
 
 
 def _unchanged(copy: Path) -> list[str]:
-    return [str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file() and ".git" not in p.relative_to(copy).parts
-            and (not (ROOT / p.relative_to(copy)).is_file() or not filecmp.cmp(p, ROOT / p.relative_to(copy), shallow=False))]
+    return [
+        str(p.relative_to(copy))
+        for p in copy.rglob("*")
+        if p.is_file()
+        and ".git" not in p.relative_to(copy).parts
+        and (
+            not (ROOT / p.relative_to(copy)).is_file() or not filecmp.cmp(p, ROOT / p.relative_to(copy), shallow=False)
+        )
+    ]
 
 
 @pytest.fixture(scope="module")

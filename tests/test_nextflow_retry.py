@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from nextflow import harness, render
 
 ROOT = harness.ROOT
@@ -24,26 +23,45 @@ DATA = ROOT / "assets/test_data/sim_300x500.h5ad"
 META = {"id": "sim"}
 ENV = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "MPLBACKEND": "Agg"}
 # Small and quick, long enough that a kill lands mid-run: 30 + 5 epochs on 300 cells
-TRAINING = {"n_clusters": "4", "hidden_dims": "64,16", "pretrain_epochs": 30, "epochs": 5, "checkpoint_every": 1, "seed": 0}
+TRAINING = {
+    "n_clusters": "4",
+    "hidden_dims": "64,16",
+    "pretrain_epochs": 30,
+    "epochs": 5,
+    "checkpoint_every": 1,
+    "seed": 0,
+}
 
 pytestmark = pytest.mark.skipif(harness.available() is not None, reason=str(harness.available()))
 
 
 def _setting(name, labels, task, profiles=(), workflow=None):
-    return harness.call("setting", {
-        "configs": ["nextflow.config"], "profiles": list(profiles), "process": "SCDEFR_TRAIN", "labels": labels,
-        "setting": name, "task": task, "workflow": workflow or {"profile": ",".join(profiles)}, "project_dir": str(ROOT),
-    })
+    return harness.call(
+        "setting",
+        {
+            "configs": ["nextflow.config"],
+            "profiles": list(profiles),
+            "process": "SCDEFR_TRAIN",
+            "labels": labels,
+            "setting": name,
+            "task": task,
+            "workflow": workflow or {"profile": ",".join(profiles)},
+            "project_dir": str(ROOT),
+        },
+    )
 
 
-@pytest.mark.parametrize(("status", "strategy"), [
-    (3, "retry"),      # memory ran out inside the step (scdefr's status, CUDA's out of memory too)
-    (137, "retry"),    # SIGKILL: memory limit, a reclaimed spot instance
-    (143, "retry"),    # SIGTERM: AWS Batch spot reclaim, Slurm preemption
-    (50001, "retry"),  # Google Batch: the spot VM was preempted
-    (1, "finish"),     # a crash is not retried
-    (2, "finish"),     # bad input or options: one clear line, not retried
-])
+@pytest.mark.parametrize(
+    ("status", "strategy"),
+    [
+        (3, "retry"),  # memory ran out inside the step (scdefr's status, CUDA's out of memory too)
+        (137, "retry"),  # SIGKILL: memory limit, a reclaimed spot instance
+        (143, "retry"),  # SIGTERM: AWS Batch spot reclaim, Slurm preemption
+        (50001, "retry"),  # Google Batch: the spot VM was preempted
+        (1, "finish"),  # a crash is not retried
+        (2, "finish"),  # bad input or options: one clear line, not retried
+    ],
+)
 def test_the_training_step_retries_what_a_new_attempt_can_fix(status, strategy):
     labels = ["process_medium", "process_gpu"]
     assert _setting("errorStrategy", labels, {"exitStatus": status}) == strategy
@@ -51,11 +69,15 @@ def test_the_training_step_retries_what_a_new_attempt_can_fix(status, strategy):
 
 
 def test_spot_preemptions_are_rerun_by_the_batch_executors():
-    google = harness.call("config", {"configs": ["nextflow.config"], "profiles": ["google"], "project_dir": str(ROOT), "env": {}})
+    google = harness.call(
+        "config", {"configs": ["nextflow.config"], "profiles": ["google"], "project_dir": str(ROOT), "env": {}}
+    )
     assert google["config"]["google"]["batch"]["spot"] is True
     assert google["config"]["google"]["batch"]["maxSpotAttempts"] >= 1
     assert 50001 in google["config"]["google"]["batch"]["autoRetryExitCodes"]
-    aws = harness.call("config", {"configs": ["nextflow.config"], "profiles": ["awsbatch"], "project_dir": str(ROOT), "env": {}})
+    aws = harness.call(
+        "config", {"configs": ["nextflow.config"], "profiles": ["awsbatch"], "project_dir": str(ROOT), "env": {}}
+    )
     assert aws["config"]["aws"]["batch"]["maxSpotAttempts"] >= 1
 
 
@@ -128,9 +150,30 @@ def graph_input(tmp_path_factory):
     scdefr = str(Path(sys.executable).parent / "scdefr")
     environment = {**os.environ, **ENV}
     for command in (
-        [scdefr, "qc", "--input", str(DATA), "--output", str(folder / "sim.qc.h5ad"), "--n-top-genes", "300", "--threads", "1"],
-        [scdefr, "graph", "--input", str(folder / "sim.qc.h5ad"), "--output", str(folder / "sim.graph.h5ad"),
-         "--n-pcs", "20", "--threads", "1"],
+        [
+            scdefr,
+            "qc",
+            "--input",
+            str(DATA),
+            "--output",
+            str(folder / "sim.qc.h5ad"),
+            "--n-top-genes",
+            "300",
+            "--threads",
+            "1",
+        ],
+        [
+            scdefr,
+            "graph",
+            "--input",
+            str(folder / "sim.qc.h5ad"),
+            "--output",
+            str(folder / "sim.graph.h5ad"),
+            "--n-pcs",
+            "20",
+            "--threads",
+            "1",
+        ],
     ):
         subprocess.run(command, check=True, capture_output=True, env=environment)
     return folder / "sim.graph.h5ad"
@@ -166,8 +209,14 @@ def test_a_killed_attempt_resumes_and_ends_as_an_uninterrupted_run(graph_input, 
 
     # Attempt 1, killed once it has saved a few epochs
     first = render.stage(task, tmp_path / "attempt1")
-    running = subprocess.Popen([*render.SHELL, ".command.sh"], cwd=first, env={**os.environ, **ENV, "PATH": f"{ROOT / 'bin'}{os.pathsep}{ENV['PATH']}"},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    running = subprocess.Popen(
+        [*render.SHELL, ".command.sh"],
+        cwd=first,
+        env={**os.environ, **ENV, "PATH": f"{ROOT / 'bin'}{os.pathsep}{ENV['PATH']}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     deadline, killed_at = time.monotonic() + 300, None
     while time.monotonic() < deadline and running.poll() is None:
         saved = [_phase(p) for p in checkpoints.glob("*.pt")] if checkpoints.is_dir() else []
@@ -177,7 +226,9 @@ def test_a_killed_attempt_resumes_and_ends_as_an_uninterrupted_run(graph_input, 
             break
         time.sleep(0.01)
     running.wait(timeout=60)
-    assert killed_at, f"attempt 1 ended ({running.returncode}) before it could be killed: {running.stderr.read()[-2000:]}"
+    assert killed_at, (
+        f"attempt 1 ended ({running.returncode}) before it could be killed: {running.stderr.read()[-2000:]}"
+    )
     assert running.returncode == -signal.SIGKILL
     assert not (first / "sim.trained.h5ad").exists() and not (first / "sim.model.pt").exists()
     (checkpoint,) = checkpoints.glob("*.pt")
@@ -190,7 +241,10 @@ def test_a_killed_attempt_resumes_and_ends_as_an_uninterrupted_run(graph_input, 
     assert _phase(checkpoint) == ("done", 0)
     assert render.collect_outputs(task, second)["model"] == [second / "sim.model.pt"]
 
-    resumed, uninterrupted = anndata.read_h5ad(second / "sim.trained.h5ad"), anndata.read_h5ad(reference / "sim.trained.h5ad")
+    resumed, uninterrupted = (
+        anndata.read_h5ad(second / "sim.trained.h5ad"),
+        anndata.read_h5ad(reference / "sim.trained.h5ad"),
+    )
     assert list(resumed.obs["scdefr_cluster"]) == list(uninterrupted.obs["scdefr_cluster"])
     assert np.array_equal(resumed.obsm["X_scdefr"], uninterrupted.obsm["X_scdefr"])  # bitwise, CPU, one thread
     assert np.array_equal(resumed.obsm["scdefr_soft"], uninterrupted.obsm["scdefr_soft"])

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from nextflow import harness, render
 
 ROOT = harness.ROOT
@@ -37,7 +36,7 @@ def hostile() -> list[str]:
         f"`touch {MARKER}`",
         "my sample",
         "pbmc(1)",
-        "it's \"quoted\"",
+        'it\'s "quoted"',
         "two\nlines",
     ]
 
@@ -53,7 +52,10 @@ def recorders(tmp_path):
 
 
 def _run(task, workdir: Path, recorders: Path) -> list[str]:
-    environment = {**os.environ, "PATH": f"{recorders}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin"}
+    environment = {
+        **os.environ,
+        "PATH": f"{recorders}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin",
+    }
     done = subprocess.run([*render.SHELL, ".command.sh"], cwd=workdir, env=environment, capture_output=True, text=True)
     assert done.returncode == 0, f"{task.process}: {done.stderr[-2000:]}\n{task.script}"
     assert not (workdir / MARKER).exists(), f"{task.process} ran an injected command:\n{task.script}"
@@ -105,10 +107,15 @@ def test_label_key_and_every_text_param_reach_the_step_verbatim(tmp_path, record
             task = render.render_task("SCDEFR_EXPORT", [[meta, counts]], params=params)
             argv = _run(task, render.stage(task, tmp_path / f"export{index}_{len(params)}"), recorders)
             assert _value(argv, "--label-key") == value
-        task = render.render_task("SCDEFR_TRAIN", [[{"id": "s1", "n_clusters": value}, counts]],
-                                  params={"hidden_dims": value, "checkpoint_dir": value})
+        task = render.render_task(
+            "SCDEFR_TRAIN",
+            [[{"id": "s1", "n_clusters": value}, counts]],
+            params={"hidden_dims": value, "checkpoint_dir": value},
+        )
         argv = _run(task, render.stage(task, tmp_path / f"train{index}"), recorders)
-        assert (_value(argv, "--n-clusters"), _value(argv, "--hidden-dims"), _value(argv, "--checkpoint-dir")) == (value,) * 3
+        assert (_value(argv, "--n-clusters"), _value(argv, "--hidden-dims"), _value(argv, "--checkpoint-dir")) == (
+            value,
+        ) * 3
 
 
 def test_multiqc_title_and_config_path_reach_multiqc_verbatim(tmp_path, recorders):
@@ -128,8 +135,12 @@ def test_multiqc_title_and_config_path_reach_multiqc_verbatim(tmp_path, recorder
 def test_a_sample_name_from_a_hostile_file_name_stops_the_run_with_one_line(name):
     """main.nf names a single input after its file: such a name is refused before any task starts."""
     shown = repr(name.removesuffix(".h5ad"))  # Groovy's inspect() quotes and escapes like repr() here
-    answer = harness.call_function("main.nf", "checkedSamples", [[{"id": name.removesuffix(".h5ad")}, "counts"]],
-                                   f"the file name {repr(name)}; set --sample to name it")
+    answer = harness.call_function(
+        "main.nf",
+        "checkedSamples",
+        [[{"id": name.removesuffix(".h5ad")}, "counts"]],
+        f"the file name {repr(name)}; set --sample to name it",
+    )
     assert answer["error"].startswith(f"Sample name {shown} ") and "--sample" in answer["error"]
     assert "\n" not in answer["error"]
 

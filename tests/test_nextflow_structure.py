@@ -14,12 +14,18 @@ import jsonschema
 import pytest
 import reftrace
 import yaml
-
 from nextflow import harness, render
 
 ROOT = harness.ROOT
 SCHEMAS = harness.SHARED / "nf-core-schemas"
-STANDARD_LABELS = {"process_single", "process_low", "process_medium", "process_high", "process_long", "process_high_memory"}
+STANDARD_LABELS = {
+    "process_single",
+    "process_low",
+    "process_medium",
+    "process_high",
+    "process_long",
+    "process_high_memory",
+}
 STEPS = {"qc": "SCDEFR_QC", "graph": "SCDEFR_GRAPH", "train": "SCDEFR_TRAIN", "export": "SCDEFR_EXPORT"}
 STEP_INPUT = {"qc": "s1.h5ad", "graph": "s1.qc.h5ad", "train": "s1.graph.h5ad", "export": "s1.trained.h5ad"}
 NF_FILES = sorted(
@@ -68,13 +74,23 @@ def test_every_process_has_the_nf_core_directives(processes):
         assert parsed.tags, f"{name}: no tag"
         assert {label.value for label in parsed.labels} & STANDARD_LABELS, f"{name}: no standard label"
         assert parsed.containers, f"{name}: no container"
-        assert parsed.condas and "environment.yml" in process["directives"][[d["name"] for d in process["directives"]].index("conda")]["source"]
-        assert {"input", "output", "when", "script", "stub"} <= set(process["sections"]), f"{name}: {set(process['sections'])}"
+        assert (
+            parsed.condas
+            and "environment.yml"
+            in process["directives"][[d["name"] for d in process["directives"]].index("conda")]["source"]
+        )
+        assert {"input", "output", "when", "script", "stub"} <= set(process["sections"]), (
+            f"{name}: {set(process['sections'])}"
+        )
 
 
 def test_every_process_reports_versions_as_nf_core_topics(processes):
     for name in processes:
-        task = _render(name) if name != "MULTIQC" else render.render_task(name, [[Path("/data/a_mqc.tsv")], Path("/data/multiqc_config.yml")])
+        task = (
+            _render(name)
+            if name != "MULTIQC"
+            else render.render_task(name, [[Path("/data/a_mqc.tsv")], Path("/data/multiqc_config.yml")])
+        )
         versions = [o for o in task.outputs if (o.emit or "").startswith("versions_")]
         assert versions, f"{name}: no versions_* output"
         for output in versions:
@@ -92,7 +108,8 @@ def test_includes_resolve_to_the_processes_and_workflows_they_name(code):
     unresolved = [i.to_dict() for i in result.unresolved_includes]
     assert all(include.startswith("plugin/nf-schema") for u in unresolved for include in u["includes"]), unresolved
     defined = {
-        path: {p["name"] for p in code[path]["processes"]} | {w["name"] for w in code[path]["workflows"]} for path in NF_FILES
+        path: {p["name"] for p in code[path]["processes"]} | {w["name"] for w in code[path]["workflows"]}
+        for path in NF_FILES
     }
     checked = 0
     for path in NF_FILES:
@@ -127,12 +144,27 @@ def test_gpu_profile_gives_the_training_step_a_gpu_in_every_container_engine(cod
         assert expected in gpu["source"]
     base = {(s["kind"], s["selector"]) for s in code["conf/base.config"]["selectors"]}
     assert {("withLabel", label) for label in STANDARD_LABELS | {"process_gpu"}} <= base
-    assert "accelerator" not in next(s for s in code["conf/base.config"]["selectors"] if s["selector"] == "process_gpu")["source"]
+    assert (
+        "accelerator"
+        not in next(s for s in code["conf/base.config"]["selectors"] if s["selector"] == "process_gpu")["source"]
+    )
 
 
 def test_profiles_and_included_configs(code):
     config = code["nextflow.config"]
-    wanted = {"docker", "podman", "singularity", "apptainer", "conda", "gpu", "test", "test_full", "slurm", "awsbatch", "google"}
+    wanted = {
+        "docker",
+        "podman",
+        "singularity",
+        "apptainer",
+        "conda",
+        "gpu",
+        "test",
+        "test_full",
+        "slurm",
+        "awsbatch",
+        "google",
+    }
     assert wanted <= set(config["profiles"])
     literal = [i for i in config["include_config"] if re.fullmatch(r"'[^']*'", i["source"])]
     assert len(literal) >= 6  # base.config and the profiles' configs; the institutional one is a URL
@@ -143,7 +175,11 @@ def test_profiles_and_included_configs(code):
     for report in ("timeline", "report", "trace", "dag"):
         assert {"scope": report, "profile": None} in config["scopes"]
     assert "resourceLimits" in (ROOT / "conf/base.config").read_text()
-    for executor, words in {"slurm": ["--gres=gpu:1"], "awsbatch": ["awsbatch"], "google_batch": ["google-batch", "nvidia-l4"]}.items():
+    for executor, words in {
+        "slurm": ["--gres=gpu:1"],
+        "awsbatch": ["awsbatch"],
+        "google_batch": ["google-batch", "nvidia-l4"],
+    }.items():
         text = (ROOT / f"conf/{executor}.config").read_text()
         assert all(word in text for word in words), executor
 
@@ -201,7 +237,7 @@ def _command_line(task, step):
     """The `scdefr_<step>.py ...` command of a rendered script, as scdefr's own parser sees it."""
     words = shlex.split(task.script.replace("\\\n", " "))
     start = words.index(f"scdefr_{step}.py")
-    return [step, *words[start + 1:]]
+    return [step, *words[start + 1 :]]
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -217,12 +253,18 @@ def test_step_options_and_defaults_are_the_cli_ones(step):
     for option in shlex.split(task.ext["args"]):
         if option.startswith("--") and option not in ("--seed",):
             dest = option[2:].replace("-", "_")
-            assert getattr(args, dest) == getattr(defaults, dest), f"{step} {option}: config default differs from the CLI's"
+            assert getattr(args, dest) == getattr(defaults, dest), (
+                f"{step} {option}: config default differs from the CLI's"
+            )
 
 
 def _required_io(step):
-    return {"qc": ["--input", "x", "--output", "y"], "graph": ["--input", "x", "--output", "y"],
-            "train": ["--input", "x", "--output", "y"], "export": ["--input", "x", "--outdir", "y"]}[step]
+    return {
+        "qc": ["--input", "x", "--output", "y"],
+        "graph": ["--input", "x", "--output", "y"],
+        "train": ["--input", "x", "--output", "y"],
+        "export": ["--input", "x", "--outdir", "y"],
+    }[step]
 
 
 def test_publish_layout_is_the_one_of_scdefr_run(code, processes):
@@ -269,7 +311,9 @@ def test_module_metadata_follows_the_nf_core_schemas(module, processes):
     emits = {line.rsplit("emit:", 1)[1].split(",")[0].strip() for line in process["sections"]["output"]}
     assert set(meta["output"]) == emits
     declared_inputs = [re.findall(r"(?:val|path)\s*\(?\s*(\w+)", line) for line in process["sections"]["input"]]
-    documented_inputs = [[next(iter(e)) for e in (item if isinstance(item, list) else [item])] for item in meta["input"]]
+    documented_inputs = [
+        [next(iter(e)) for e in (item if isinstance(item, list) else [item])] for item in meta["input"]
+    ]
     assert documented_inputs == declared_inputs
     assert (module / "tests" / "main.nf.test").is_file()
 
@@ -282,7 +326,9 @@ def test_subworkflow_interface_is_documented(code):
     usage = (ROOT / "docs/usage.md").read_text()
     assert "include { SCDEFR } from './subworkflows/local/scdefr/main'" in usage
     assert all(f"`{emit}`" in usage for emit in workflow["emit"])
-    assert (ROOT / "subworkflows/local/scdefr/tests/main.nf.test").is_file() and (ROOT / "tests/default.nf.test").is_file()
+    assert (ROOT / "subworkflows/local/scdefr/tests/main.nf.test").is_file() and (
+        ROOT / "tests/default.nf.test"
+    ).is_file()
 
 
 def _rows(path):
@@ -298,8 +344,11 @@ def test_samplesheets_follow_the_input_schema(tmp_path):
     validator.validate(rows)
     assert all((ROOT / row["counts"]).exists() for row in rows)
     assert len({row["sample"] for row in rows}) == len(rows)
-    for bad in ({"sample": "has space", "counts": "a.h5ad"}, {"sample": "s", "counts": "a.h5ad", "n_clusters": "0"},
-                {"sample": "s"}):
+    for bad in (
+        {"sample": "has space", "counts": "a.h5ad"},
+        {"sample": "s", "counts": "a.h5ad", "n_clusters": "0"},
+        {"sample": "s"},
+    ):
         with pytest.raises(jsonschema.ValidationError):
             validator.validate([bad])
 

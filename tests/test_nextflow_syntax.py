@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from nextflow import harness, render
 
 ROOT = harness.ROOT
@@ -16,15 +15,25 @@ NF_FILES = sorted(
     for p in ROOT.glob(pattern)
 )
 CONFIG_FILES = sorted(p.relative_to(ROOT) for p in [ROOT / "nextflow.config", *ROOT.glob("conf/*.config")])
-NF_TEST_FILES = sorted(p.relative_to(ROOT) for p in [ROOT / "nf-test.config", *ROOT.glob("tests/*.nf.test"), *ROOT.glob("*/local/**/*.nf.test")])
+NF_TEST_FILES = sorted(
+    p.relative_to(ROOT)
+    for p in [ROOT / "nf-test.config", *ROOT.glob("tests/*.nf.test"), *ROOT.glob("*/local/**/*.nf.test")]
+)
 
 pytestmark = pytest.mark.skipif(harness.available() is not None, reason=str(harness.available()))
 
 
 def test_pipeline_files_are_found():
     names = {str(p) for p in NF_FILES + CONFIG_FILES}
-    assert {"main.nf", "workflows/scdefr.nf", "subworkflows/local/scdefr/main.nf", "nextflow.config",
-            "conf/base.config", "conf/modules.config", "conf/test.config"} <= names
+    assert {
+        "main.nf",
+        "workflows/scdefr.nf",
+        "subworkflows/local/scdefr/main.nf",
+        "nextflow.config",
+        "conf/base.config",
+        "conf/modules.config",
+        "conf/test.config",
+    } <= names
     assert {f"modules/local/scdefr/{step}/main.nf" for step in ("qc", "graph", "train", "export")} <= names
 
 
@@ -39,7 +48,7 @@ def test_every_nextflow_and_config_file_parses():
 @pytest.mark.parametrize(
     ("suffix", "text", "line"),
     [
-        (".nf", "process BROKEN {\n    input:\n    val x\n\n    script:\n    \"\"\"\n    echo ${x\n    \"\"\"\n}\n", 8),
+        (".nf", 'process BROKEN {\n    input:\n    val x\n\n    script:\n    """\n    echo ${x\n    """\n}\n', 8),
         (".nf", "workflow {\n    main:\n    FOO(\n}\n", 1),
         (".config", "process {\n    withName: 'A' {\n        cpus = 2\n    }\n", 1),
         (".config", "params {\n    outdir = 'a' 'b' = 3\n}\n", 2),
@@ -56,18 +65,25 @@ def test_a_broken_file_is_reported_with_its_line(tmp_path, suffix, text, line):
 def _module(tmp_path: Path, script: str) -> Path:
     module = tmp_path / "main.nf"
     module.write_text(
-        "process PROBE {\n    tag \"${meta.id}\"\n    label 'process_single'\n\n    input:\n    tuple val(meta), path(counts)\n\n"
+        "process PROBE {\n    tag \"${meta.id}\"\n    label 'process_single'\n\n"
+        "    input:\n    tuple val(meta), path(counts)\n\n"
         "    output:\n    path 'out.txt', emit: out\n\n    script:\n" + script + "\n}\n"
     )
     return module
 
 
 def _render_probe(module: Path, **kw):
-    return render.render_task("PROBE", [[{"id": "s1"}, Path("/data/s1.h5ad")]], module=str(module), modules_config=None, **kw)
+    return render.render_task(
+        "PROBE", [[{"id": "s1"}, Path("/data/s1.h5ad")]], module=str(module), modules_config=None, **kw
+    )
 
 
 def test_the_renderer_evaluates_a_script_block_with_groovy(tmp_path):
-    module = _module(tmp_path, '    def prefix = task.ext.prefix ?: "${meta.id}"\n    """\n    cp ${counts} ${prefix}.${counts.extension} && echo ${task.cpus} > out.txt\n    """')
+    module = _module(
+        tmp_path,
+        '    def prefix = task.ext.prefix ?: "${meta.id}"\n    """\n'
+        '    cp ${counts} ${prefix}.${counts.extension} && echo ${task.cpus} > out.txt\n    """',
+    )
     task = _render_probe(module, cpus=3)
     assert task.script.strip() == "cp s1.h5ad s1.h5ad && echo 3 > out.txt"
     assert task.directives["tag"] == ["s1"] and task.labels == ["process_single"]

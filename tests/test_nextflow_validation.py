@@ -11,7 +11,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
 from nextflow import harness, nf_schema, render
 
 ROOT = harness.ROOT
@@ -42,10 +41,22 @@ def _config_params() -> dict:
 # ---------------------------------------------------------------- the model itself
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("4", 4), ("-1", -1), ("4.0", Decimal("4.0")), ("1e3", Decimal("1E+3")), ("007", "007"), ("true", True),
-    ("FALSE", False), ("auto", "auto"), ("1.5e", "1.5e"), (".5", ".5"), ("cell_type", "cell_type"),
-])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("4", 4),
+        ("-1", -1),
+        ("4.0", Decimal("4.0")),
+        ("1e3", Decimal("1E+3")),
+        ("007", "007"),
+        ("true", True),
+        ("FALSE", False),
+        ("auto", "auto"),
+        ("1.5e", "1.5e"),
+        (".5", ".5"),
+        ("cell_type", "cell_type"),
+    ],
+)
 def test_csv_cells_are_typed_as_org_json_types_them(text, value):
     assert nf_schema.string_to_value(text) == value
     assert type(nf_schema.string_to_value(text)) is type(value)
@@ -55,8 +66,11 @@ def test_the_model_reports_the_issue_s_type_error(tmp_path):
     """A string-typed column given 4 fails as nf-schema fails it: 'Value is [integer] but should be [string]'."""
     sheet = tmp_path / "s.csv"
     sheet.write_text("sample,n\ns1,4\n")
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "array",
-              "items": {"type": "object", "properties": {"sample": {"type": "string"}, "n": {"type": "string"}}}}
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "array",
+        "items": {"type": "object", "properties": {"sample": {"type": "string"}, "n": {"type": "string"}}},
+    }
     (error,) = nf_schema.validate_samplesheet(nf_schema.read_samplesheet(sheet), schema)
     assert (error.entry, error.field, error.message) == (1, "n", "Value is [integer] but should be [string]")
 
@@ -77,7 +91,7 @@ def test_the_example_samplesheet_passes_and_reaches_the_commands(monkeypatch):
     assert [meta["n_clusters"] for meta, _ in entries] == ["auto", 4]  # '4' arrives as an integer
     checked = harness.call_function("main.nf", "checkedSamples", entries, "assets/samplesheet_example.csv")["result"]
     assert [meta["id"] for meta, _ in checked] == ["sim_auto", "sim_k4"]
-    for (meta, counts), expected in zip(checked, ["auto", "4"]):
+    for (meta, counts), expected in zip(checked, ["auto", "4"], strict=True):
         task = render.render_task("SCDEFR_TRAIN", [[meta, ROOT / counts]])
         assert shlex.split(task.ext["args"])[1] == expected  # --n-clusters VALUE
         export = render.render_task("SCDEFR_EXPORT", [[meta, ROOT / counts]])
@@ -96,20 +110,25 @@ def test_numeric_sample_names_and_empty_optional_columns(tmp_path, monkeypatch):
     assert [meta["id"] for meta, _ in checked] == ["1", "2.0", "007"]
     assert checked[0][0] == {"id": "1"}  # empty columns dropped: the params apply
     train = render.render_task("SCDEFR_TRAIN", [[entries[0][0], tmp_path / "c.h5ad"]])
-    assert "--n-clusters" not in train.ext["args"] and "[]" not in train.ext["args"]  # [] falls back to --n_clusters, unset
+    assert (
+        "--n-clusters" not in train.ext["args"] and "[]" not in train.ext["args"]
+    )  # [] falls back to --n_clusters, unset
     export = render.render_task("SCDEFR_EXPORT", [[entries[1][0], tmp_path / "c.h5ad"]])
     assert "--label-key '7'" in export.ext["args"] and "[]" not in export.ext["args"]
 
 
-@pytest.mark.parametrize(("row", "field"), [
-    ("s 1,c.h5ad,,", "sample"),      # a space
-    ("-1,c.h5ad,,", "sample"),       # a negative number
-    ("2.5,c.h5ad,,", "sample"),      # not a whole number: nf-schema would rename 2.50 and 1E-3
-    ("s1,c.h5ad,,0", "n_clusters"),
-    ("s1,c.h5ad,,many", "n_clusters"),
-    ("s1,missing.h5ad,,", "counts"),
-    ("s1,c.h5ad,true,", "label_key"),  # read as a boolean
-])
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ("s 1,c.h5ad,,", "sample"),  # a space
+        ("-1,c.h5ad,,", "sample"),  # a negative number
+        ("2.5,c.h5ad,,", "sample"),  # not a whole number: nf-schema would rename 2.50 and 1E-3
+        ("s1,c.h5ad,,0", "n_clusters"),
+        ("s1,c.h5ad,,many", "n_clusters"),
+        ("s1,missing.h5ad,,", "counts"),
+        ("s1,c.h5ad,true,", "label_key"),  # read as a boolean
+    ],
+)
 def test_bad_rows_are_refused_with_the_field_named(tmp_path, monkeypatch, row, field):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.h5ad").write_bytes(b"")
@@ -143,15 +162,27 @@ def test_duplicate_samples_are_refused(tmp_path, monkeypatch):
 
 
 CLI = {  # what a user types, as the strict parser hands it over: strings
-    "input": "assets/samplesheet_example.csv", "outdir": "results", "seed": "1", "skip_multiqc": "true",
-    "n_clusters": "4", "epochs": "30", "max_pct_mito": "15.5", "transpose": "false", "label_key": "cell_type",
-    "sample": "1", "multiqc_title": "2026", "checkpoint_every": "5", "validate_params": "false",
+    "input": "assets/samplesheet_example.csv",
+    "outdir": "results",
+    "seed": "1",
+    "skip_multiqc": "true",
+    "n_clusters": "4",
+    "epochs": "30",
+    "max_pct_mito": "15.5",
+    "transpose": "false",
+    "label_key": "cell_type",
+    "sample": "1",
+    "multiqc_title": "2026",
+    "checkpoint_every": "5",
+    "validate_params": "false",
 }
 
 
 def test_command_line_params_pass_validation_with_the_pinned_plugin(monkeypatch):
     monkeypatch.chdir(ROOT)
-    errors, unrecognised = nf_schema.validate_parameters(_config_params(), _schema(), cli_params=CLI, version=_pinned_nf_schema())
+    errors, unrecognised = nf_schema.validate_parameters(
+        _config_params(), _schema(), cli_params=CLI, version=_pinned_nf_schema()
+    )
     assert errors == [] and unrecognised == []
 
 
@@ -164,16 +195,31 @@ def test_command_line_params_fail_without_casting(monkeypatch):
 
 def test_bad_command_line_values_are_still_refused(monkeypatch):
     monkeypatch.chdir(ROOT)
-    for name, value in {"seed": "one", "n_clusters": "0", "label_key": "a\tb", "publish_dir_mode": "hardlink",
-                        "sample": "my sample"}.items():
-        errors, _ = nf_schema.validate_parameters(_config_params(), _schema(), cli_params={**CLI, name: value},
-                                                  version=_pinned_nf_schema())
+    for name, value in {
+        "seed": "one",
+        "n_clusters": "0",
+        "label_key": "a\tb",
+        "publish_dir_mode": "hardlink",
+        "sample": "my sample",
+    }.items():
+        errors, _ = nf_schema.validate_parameters(
+            _config_params(), _schema(), cli_params={**CLI, name: value}, version=_pinned_nf_schema()
+        )
         assert [e.field for e in errors] == [name], (name, errors)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (True, True), (False, False), ("true", True), ("false", False), ("False", False), ("TRUE", True), (None, False),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        ("true", True),
+        ("false", False),
+        ("False", False),
+        ("TRUE", True),
+        (None, False),
+    ],
+)
 def test_boolean_params_from_the_command_line_are_not_truthy_strings(value, expected):
     """With validation off, --skip_multiqc false stays the string 'false': main.nf reads it as false."""
     assert harness.call_function("main.nf", "isTrue", value)["result"] is expected
@@ -182,25 +228,42 @@ def test_boolean_params_from_the_command_line_are_not_truthy_strings(value, expe
 
 
 def test_every_boolean_param_in_main_nf_goes_through_istrue():
-    booleans = {name for group in _schema()["$defs"].values() for name, spec in group["properties"].items()
-                if spec.get("type") == "boolean"}
+    booleans = {
+        name
+        for group in _schema()["$defs"].values()
+        for name, spec in group["properties"].items()
+        if spec.get("type") == "boolean"
+    }
     source = (ROOT / "main.nf").read_text()
     used = set(re.findall(r"params\.(\w+)", source)) & booleans
     assert used == {"validate_params", "skip_multiqc"}
     for name in used:
-        assert all(re.search(rf"isTrue\(params\.{name}\)", line) for line in source.splitlines() if f"params.{name}" in line)
+        assert all(
+            re.search(rf"isTrue\(params\.{name}\)", line) for line in source.splitlines() if f"params.{name}" in line
+        )
     config = (ROOT / "nextflow.config").read_text()
     assert "monochromeLogs = params.monochrome_logs?.toString()?.toLowerCase() == 'true'" in config
 
 
 def test_the_institutional_config_is_loaded_online_skipped_offline_and_read_from_a_local_copy(tmp_path):
     online = harness.call("config", {"configs": ["nextflow.config"], "project_dir": str(ROOT), "env": {}})
-    assert online["skipped_includes"] == ["https://raw.githubusercontent.com/nf-core/configs/master/nfcore_custom.config"]
-    offline = harness.call("config", {"configs": ["nextflow.config"], "project_dir": str(ROOT), "env": {"NXF_OFFLINE": "true"}})
+    assert online["skipped_includes"] == [
+        "https://raw.githubusercontent.com/nf-core/configs/master/nfcore_custom.config"
+    ]
+    offline = harness.call(
+        "config", {"configs": ["nextflow.config"], "project_dir": str(ROOT), "env": {"NXF_OFFLINE": "true"}}
+    )
     assert offline["skipped_includes"] == []  # /dev/null: nothing to fetch
     local = tmp_path / "configs"
     local.mkdir()
     (local / "nfcore_custom.config").write_text("params { config_profile_name = 'my cluster' }\n")
-    read = harness.call("config", {"configs": ["nextflow.config"], "project_dir": str(ROOT), "env": {"NXF_OFFLINE": "true"},
-                                   "params": {"custom_config_base": str(local)}})
+    read = harness.call(
+        "config",
+        {
+            "configs": ["nextflow.config"],
+            "project_dir": str(ROOT),
+            "env": {"NXF_OFFLINE": "true"},
+            "params": {"custom_config_base": str(local)},
+        },
+    )
     assert read["config"]["params"]["config_profile_name"] == "my cluster"

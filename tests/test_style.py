@@ -16,6 +16,7 @@ RUFF = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.whi
 @pytest.mark.skipif(RUFF is None, reason="ruff is not installed (make setup installs it)")
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
 def test_ruff_is_clean(command):
-    done = subprocess.run([RUFF, *command, "src", "tests", "benchmarks", "bin"], cwd=REPO, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [RUFF, *command, "src", "tests", "benchmarks", "bin", "tools"], cwd=REPO, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

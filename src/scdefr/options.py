@@ -57,7 +57,16 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def option(
-    default, help: str, *, low=None, high=None, low_open=False, high_open=False, pipeline=True, zero=None, printable=False
+    default,
+    help: str,
+    *,
+    low=None,
+    high=None,
+    low_open=False,
+    high_open=False,
+    pipeline=True,
+    zero=None,
+    printable=False,
 ):
     """A dataclass field with its help line and bounds (``low``/``high``, inclusive unless ``*_open``).
 
@@ -305,9 +314,7 @@ class RuntimeOptions(Options):
     device: str = option(AUTO, "auto (CUDA when present), cpu, cuda or cuda:N", pipeline=False)
     amp: bool = option(False, "bfloat16 mixed precision on CUDA (ignored on CPU)")
     log_every: int = option(10, "log the loss terms every N epochs", low=1, pipeline=False)
-    checkpoint_every: int = option(
-        0, "also save the run every N epochs", low=0, zero="only at the end of each phase"
-    )
+    checkpoint_every: int = option(0, "also save the run every N epochs", low=0, zero="only at the end of each phase")
 
     def check(self) -> None:
         if not _DEVICE.fullmatch(self.device):

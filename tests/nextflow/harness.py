@@ -3,7 +3,8 @@
 `make nf-tools` installs npm-groovy-lint into tests/nextflow/.tools; the harness is compiled there
 on first use, into classes-<hash of NfHarness.groovy>/. One JVM (`NfHarness serve`) then answers
 every request of the Python process: call("parse"|"inspect", [paths]), call("render", [requests]),
-call("match"|"call"|"config"|"setting", request); render.py wraps render/match for running a task. ``available()`` says whether java and
+call("match"|"call"|"config"|"setting", request); render.py wraps render/match for running a task.
+``available()`` says whether java and
 the Groovy jars are present, so tests can skip with a reason instead of failing on a bare machine.
 """
 
@@ -55,9 +56,18 @@ def _compiled() -> Path:
     if not (classes / "NfHarness.class").exists():
         staging = Path(tempfile.mkdtemp(prefix="classes-", dir=TOOLS))
         done = subprocess.run(
-            ["java", *JAVA_OPTIONS, "-cp", _classpath(), "org.codehaus.groovy.tools.FileSystemCompiler",
-             "-d", str(staging), str(SOURCE)],
-            capture_output=True, text=True,
+            [
+                "java",
+                *JAVA_OPTIONS,
+                "-cp",
+                _classpath(),
+                "org.codehaus.groovy.tools.FileSystemCompiler",
+                "-d",
+                str(staging),
+                str(SOURCE),
+            ],
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             shutil.rmtree(staging, ignore_errors=True)
@@ -81,7 +91,11 @@ class _Server:
             if cls.process is None or cls.process.poll() is not None:
                 cls.process = subprocess.Popen(
                     ["java", *JAVA_OPTIONS, "-cp", _classpath(_compiled()), "NfHarness", "serve"],
-                    cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                    cwd=ROOT,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    bufsize=1,
                 )
                 atexit.register(cls.process.kill)
             cls.process.stdin.write(json.dumps({"command": command, "request": request}, default=_encode) + "\n")

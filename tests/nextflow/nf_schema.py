@@ -162,7 +162,10 @@ def _split_rows(path: Path, separator: str) -> list[dict]:
                 break  # the sanitiser stops at the first empty line
             sanitised.append(re.sub(r"[,\t]*$", "", line))
         lines = sanitised
-    parse = lambda line: [cell.strip() for cell in next(csv.reader([line], delimiter=separator, quotechar='"'))]
+
+    def parse(line: str) -> list[str]:
+        return [cell.strip() for cell in next(csv.reader([line], delimiter=separator, quotechar='"'))]
+
     if not lines:
         raise ValueError(f"{path}: Missing 'header' in CSV file")
     header = parse(lines[0])
@@ -287,7 +290,8 @@ def _errors(instance: object, schema: dict, entry_of_path) -> list[SchemaError]:
 def validate_samplesheet(rows: list, schema: dict) -> list[SchemaError]:
     """The errors nf-schema lists for these rows (empty: the samplesheet is valid)."""
     return _errors(
-        _json_ready(rows), schema,
+        _json_ready(rows),
+        schema,
         lambda path: (path[0] + 1 if path else None, str(path[1]) if len(path) > 1 else ""),
     )
 
@@ -296,8 +300,16 @@ def _convert(value: object, schema: dict) -> object:
     """``SamplesheetConverter.processMeta``/``formatEntry`` for a plain value."""
     if value is None or value is JSON_NULL:
         return schema["default"] if "default" in schema else []
-    if isinstance(value, str) and schema.get("type") == "string" and schema.get("format") in (
-        "file-path", "path", "directory-path", "file-path-pattern",
+    if (
+        isinstance(value, str)
+        and schema.get("type") == "string"
+        and schema.get("format")
+        in (
+            "file-path",
+            "path",
+            "directory-path",
+            "file-path-pattern",
+        )
     ):
         return Path(value)
     return value
@@ -333,13 +345,20 @@ def casts_cli_params(version: tuple[int, ...], strict_parser: bool = True) -> bo
 
 
 def validate_parameters(
-    params: dict, schema: dict, *, cli_params: dict | None = None, version: tuple[int, ...], strict_parser: bool = True,
+    params: dict,
+    schema: dict,
+    *,
+    cli_params: dict | None = None,
+    version: tuple[int, ...],
+    strict_parser: bool = True,
 ) -> tuple[list[SchemaError], list[str]]:
     """``validateParameters()``: (errors, unrecognised param names) for the config's params with the
     command-line ones on top. Under the strict parser the CLI values are strings; old parsers cast them."""
     merged = dict(params)
     for name, text in (cli_params or {}).items():
-        merged[name] = parse_param_value(text) if (casts_cli_params(version, strict_parser) or not strict_parser) else text
+        merged[name] = (
+            parse_param_value(text) if (casts_cli_params(version, strict_parser) or not strict_parser) else text
+        )
     instance = _json_ready(merged)
     errors = _errors(instance, schema, lambda path: (None, str(path[0]) if path else ""))
     known = set()

@@ -76,9 +76,9 @@ class Output:
 class RenderedTask:
     process: str
     qualified_name: str
-    inputs: dict            # name -> value; staged files as {"name": file name, "source": absolute path}
-    directives: dict        # name -> [values], e.g. {"label": ["process_low"], "container": ["scdefr/qc:0.2.0"]}
-    ext: dict               # evaluated task.ext.* (args, prefix, ...)
+    inputs: dict  # name -> value; staged files as {"name": file name, "source": absolute path}
+    directives: dict  # name -> [values], e.g. {"label": ["process_low"], "container": ["scdefr/qc:0.2.0"]}
+    ext: dict  # evaluated task.ext.* (args, prefix, ...)
     publish_dir: list[dict]  # evaluated publishDir entries: {"path": ..., "mode": ...}
     when: bool
     script: str
@@ -173,8 +173,12 @@ def execute(
     environment = {**os.environ, **(env or {})}
     environment["PATH"] = f"{ROOT / 'bin'}{os.pathsep}{environment['PATH']}"  # Nextflow puts bin/ on PATH
     done = subprocess.run(
-        [*command_prefix, *SHELL, ".command.sh"], cwd=workdir, env=environment,
-        capture_output=True, text=True, timeout=timeout,
+        [*command_prefix, *SHELL, ".command.sh"],
+        cwd=workdir,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     (Path(workdir) / ".command.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
@@ -182,8 +186,13 @@ def execute(
     for output in task.outputs:
         for command in output.evals:
             version = subprocess.run(
-                [*command_prefix, *SHELL, "-c", command], cwd=workdir, env=environment,
-                capture_output=True, text=True, timeout=120, check=True,
+                [*command_prefix, *SHELL, "-c", command],
+                cwd=workdir,
+                env=environment,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
             )
             tool = next(e["value"] for e in output.elements if e["kind"] == "val" and e["value"] != task.qualified_name)
             task.versions[tool] = version.stdout.strip()
@@ -194,13 +203,17 @@ def collect_outputs(task: RenderedTask, workdir: Path) -> dict[str, list[Path]]:
     """Files matching each output's path patterns (Java glob, staged inputs and hidden files left
     out, as Nextflow collects them). A required pattern without a match raises FileNotFoundError."""
     patterns = sorted({p for output in task.outputs for p in output.paths})
-    matched = harness.call("match", {"workdir": str(workdir), "patterns": patterns, "inputs": sorted(task.staged_files())})
+    matched = harness.call(
+        "match", {"workdir": str(workdir), "patterns": patterns, "inputs": sorted(task.staged_files())}
+    )
     collected = {}
     for output in task.outputs:
         files = []
         for pattern in output.paths:
             if not matched[pattern] and not output.optional:
-                raise FileNotFoundError(f"{task.process}: output '{output.emit}' pattern {pattern!r} matched nothing in {workdir}")
+                raise FileNotFoundError(
+                    f"{task.process}: output '{output.emit}' pattern {pattern!r} matched nothing in {workdir}"
+                )
             files += [Path(workdir) / name for name in matched[pattern]]
         collected[output.emit or f"output{len(collected) + 1}"] = files
     return collected
