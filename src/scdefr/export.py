@@ -32,6 +32,7 @@ from ._files import (
     naming,
     write_h5ad_to,
 )
+from ._progress import Stages
 from .errors import ScdefrError
 from .options import CommonOptions, ExportOptions
 
@@ -387,47 +388,53 @@ def export(
     inputs = {"the input": carry[0]} if carry is not None else {}
     check_distinct(inputs, [("export file", path) for path in paths.values()])  # and outdir can be made
 
-    result = compute_metrics(adata, label_key, seed=seed)
-    logger.info(
-        "%s: %d cells in %d clusters, silhouette %s%s",
-        prefix,
-        result["n_cells"],
-        result["n_clusters"],
-        _number(result["silhouette"]),
-        f", ARI {result['ari']:.3f}, NMI {result['nmi']:.3f}, accuracy {result['accuracy']:.3f}" if label_key else "",
-    )
-    logger.info("%s: UMAP of the scDEFR embedding", prefix)
-    add_umap(adata, seed=seed, max_cells=umap_max_cells)
-    adata.uns["scdefr_export"] = _writable({k: v for k, v in result.items() if v is not None})
+    with Stages("export", ["metrics", "UMAP", "files"]) as stage:
+        stage("metrics")
+        result = compute_metrics(adata, label_key, seed=seed)
+        logger.info(
+            "%s: %d cells in %d clusters, silhouette %s%s",
+            prefix,
+            result["n_cells"],
+            result["n_clusters"],
+            _number(result["silhouette"]),
+            f", ARI {result['ari']:.3f}, NMI {result['nmi']:.3f}, accuracy {result['accuracy']:.3f}"
+            if label_key
+            else "",
+        )
+        stage("UMAP")
+        logger.info("%s: UMAP of the scDEFR embedding", prefix)
+        add_umap(adata, seed=seed, max_cells=umap_max_cells)
+        adata.uns["scdefr_export"] = _writable({k: v for k, v in result.items() if v is not None})
 
-    k = result["n_clusters"]
-    keys, titles = ["scdefr_cluster"], [f"scDEFR clusters (K = {k})"]
-    if label_key is not None:
-        keys.append(label_key)
-        titles.append(f"{label_key} (ARI {result['ari']:.3f}, NMI {result['nmi']:.3f})")
-    # Every file is written under a temporary name; they all appear together, or none does.
-    with atomic_paths(list(paths.values())) as temporaries:
-        tmp = dict(zip(paths, temporaries, strict=True))
-        writers = {
-            "clusters": lambda path: clusters_table(adata).to_csv(path, index=False, float_format="%.6g"),
-            "embedding": lambda path: embedding_table(adata).to_csv(path, index=False, float_format="%.6g"),
-            "metrics": lambda path: path.write_text(json.dumps({"sample": prefix, **result}, indent=2) + "\n"),
-            "umap_png": lambda path: pl.embedding(
-                adata, keys, titles=titles, suptitle=f"{prefix}: UMAP of the scDEFR embedding", save=path
-            ),
-            "loss_png": lambda path: pl.loss_curves(
-                adata.uns["scdefr"].get("history", {}), title=f"{prefix}: training losses", save=path
-            ),
-            "sizes_png": lambda path: pl.cluster_sizes(adata, label_key=label_key, save=path),
-            "mqc_general_stats": lambda path: path.write_text(_multiqc_general_stats(prefix, result)),
-            "mqc_cluster_sizes": lambda path: path.write_text(_multiqc_cluster_sizes(prefix, result)),
-            "mqc_umap": lambda path: shutil.copyfile(tmp["umap_png"], path),
-            "mqc_loss": lambda path: shutil.copyfile(tmp["loss_png"], path),
-            "h5ad": lambda path: write_h5ad_to(adata, path, paths["h5ad"], compression=compression, carry=carry),
-        }
-        for role, write in writers.items():
-            with naming(paths[role]):
-                write(tmp[role])
+        k = result["n_clusters"]
+        keys, titles = ["scdefr_cluster"], [f"scDEFR clusters (K = {k})"]
+        if label_key is not None:
+            keys.append(label_key)
+            titles.append(f"{label_key} (ARI {result['ari']:.3f}, NMI {result['nmi']:.3f})")
+        stage("files")
+        # Every file is written under a temporary name; they all appear together, or none does.
+        with atomic_paths(list(paths.values())) as temporaries:
+            tmp = dict(zip(paths, temporaries, strict=True))
+            writers = {
+                "clusters": lambda path: clusters_table(adata).to_csv(path, index=False, float_format="%.6g"),
+                "embedding": lambda path: embedding_table(adata).to_csv(path, index=False, float_format="%.6g"),
+                "metrics": lambda path: path.write_text(json.dumps({"sample": prefix, **result}, indent=2) + "\n"),
+                "umap_png": lambda path: pl.embedding(
+                    adata, keys, titles=titles, suptitle=f"{prefix}: UMAP of the scDEFR embedding", save=path
+                ),
+                "loss_png": lambda path: pl.loss_curves(
+                    adata.uns["scdefr"].get("history", {}), title=f"{prefix}: training losses", save=path
+                ),
+                "sizes_png": lambda path: pl.cluster_sizes(adata, label_key=label_key, save=path),
+                "mqc_general_stats": lambda path: path.write_text(_multiqc_general_stats(prefix, result)),
+                "mqc_cluster_sizes": lambda path: path.write_text(_multiqc_cluster_sizes(prefix, result)),
+                "mqc_umap": lambda path: shutil.copyfile(tmp["umap_png"], path),
+                "mqc_loss": lambda path: shutil.copyfile(tmp["loss_png"], path),
+                "h5ad": lambda path: write_h5ad_to(adata, path, paths["h5ad"], compression=compression, carry=carry),
+            }
+            for role, write in writers.items():
+                with naming(paths[role]):
+                    write(tmp[role])
     logger.info("%s: wrote %d files to %s", prefix, len(paths), outdir)
     return paths
 
