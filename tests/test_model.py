@@ -326,3 +326,32 @@ def test_end_to_end_on_simulated_counts():
     pp.build_graph(adata, seed=0)
     tl.scdefr(adata, 4, seed=0, **{**ACCURATE, "hidden_dims": (64, 32, 12)})
     assert adjusted_rand_score(adata.obs["cell_type"], adata.obs["scdefr_cluster"]) > 0.9
+
+
+def test_merge_read_out_keeps_a_large_type_whole_and_a_small_one_apart():
+    """Pieces of one large type share many edges, two types few: merging by e_ab / sqrt(d_a d_b)
+    rebuilds a type KMeans cut in three and keeps a type of 4% of the cells on its own."""
+    import scipy.sparse as sp
+
+    from scdefr.clustering import merge_clusters, split_and_merge
+
+    rng = np.random.default_rng(0)
+    sizes = (480, 20)  # 96% and 4% of the cells
+    types = np.repeat([0, 1], sizes)
+    points = np.concatenate([rng.normal(0, 1.0, (sizes[0], 2)), rng.normal(6, 0.3, (sizes[1], 2))])
+    from sklearn.neighbors import kneighbors_graph
+
+    knn = kneighbors_graph(points, 8)
+    adjacency = knn.maximum(knn.T)
+    big_in_three = np.where(types == 1, 3, np.digitize(points[:, 0], [-0.5, 0.5]))
+    merged = merge_clusters(big_in_three, adjacency, 2)
+    assert adjusted_rand_score(types, merged) == 1.0
+    assert adjusted_rand_score(types, split_and_merge(points, sp.csr_matrix(adjacency), 2, factor=5, seed=0)) == 1.0
+
+
+def test_merge_read_out_of_the_model():
+    adata = make_graph_adata()
+    tl.scdefr(adata, 4, readout="merge", **ACCURATE)
+    assert adjusted_rand_score(adata.obs["cell_type"], adata.obs["scdefr_cluster"]) > 0.9
+    assert "merged over the cell graph" in adata.uns["scdefr"]["cluster_assignment"]
+    np.testing.assert_allclose(adata.obsm["scdefr_soft"].sum(axis=1), 1.0, rtol=1e-5)

@@ -15,7 +15,15 @@ from . import adjacency as graph_ops
 from .errors import ScdefrError
 from .options import ClusterOptions
 
-__all__ = ["ESTIMATE_MAX_CELLS", "estimate_n_clusters", "hard_clusters", "kmeans_centres", "smooth_assignments"]
+__all__ = [
+    "ESTIMATE_MAX_CELLS",
+    "estimate_n_clusters",
+    "hard_clusters",
+    "kmeans_centres",
+    "merge_clusters",
+    "smooth_assignments",
+    "split_and_merge",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +178,84 @@ def kmeans_centres(embedding: np.ndarray, n_clusters: int, *, n_init: int, seed:
         raise ScdefrError(f"number of clusters {n_clusters} is impossible for {embedding.shape[0]} cells")
     kmeans = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(embedding)
     return kmeans.cluster_centers_.astype(np.float32), kmeans.labels_
+
+
+def merge_clusters(fine: np.ndarray, adjacency, n_clusters: int) -> np.ndarray:
+    """Merge the clusters of a fine partition two at a time until ``n_clusters`` remain.
+
+    Each time the pair with the most edges between them relative to the geometric mean of their
+    degrees, ``e_ab / sqrt(d_a d_b)``, merges. Pieces of one large type share a long border, so many
+    edges; two distinct types share few, however small they are: unlike KMeans and modularity, whose
+    costs grow with a cluster's size, this neither splits large types nor absorbs small ones. It works
+    on the table of edges between clusters, so it is linear in the cells and edges.
+
+    Parameters
+    ----------
+    fine
+        Each cell's cluster in the fine partition (any integer labels).
+    adjacency
+        The cell graph, cells x cells (its weights count as edges).
+    n_clusters
+        How many clusters to merge down to.
+
+    Returns
+    -------
+    numpy.ndarray
+        Each cell's merged cluster, ``0..n_clusters-1``.
+    """
+    import scipy.sparse as sp
+
+    fine = np.unique(fine, return_inverse=True)[1]
+    n_fine = int(fine.max()) + 1
+    members = sp.csr_matrix((np.ones(fine.size), (np.arange(fine.size), fine)), shape=(fine.size, n_fine))
+    edges = np.asarray((members.T @ sp.csr_matrix(adjacency, dtype=np.float64) @ members).todense())
+    group = np.arange(n_fine)
+    alive = list(range(n_fine))
+    while len(alive) > n_clusters:
+        degree = edges[alive].sum(axis=1)
+        between = edges[np.ix_(alive, alive)].copy()
+        np.fill_diagonal(between, -np.inf)
+        cosine = between / np.maximum(np.sqrt(np.outer(degree, degree)), 1e-12)
+        i, j = np.unravel_index(np.argmax(cosine), cosine.shape)
+        kept, merged = alive[i], alive[j]
+        edges[kept] += edges[merged]
+        edges[:, kept] += edges[:, merged]
+        group[group == merged] = kept
+        alive.remove(merged)
+    return np.unique(group[fine], return_inverse=True)[1]
+
+
+def split_and_merge(
+    embedding: np.ndarray, adjacency, n_clusters: int, *, factor: int, seed: int, n_init: int = 5
+) -> np.ndarray:
+    """KMeans of the embedding into ``factor * n_clusters`` clusters, merged over the cell graph to
+    ``n_clusters`` (:func:`merge_clusters`).
+
+    Parameters
+    ----------
+    embedding
+        Cells x dimensions.
+    adjacency
+        The cell graph the pieces are merged over.
+    n_clusters
+        Number of clusters wanted.
+    factor
+        How many pieces per wanted cluster the embedding is first cut into.
+    seed
+        Seeds the KMeans.
+    n_init
+        KMeans restarts.
+
+    Returns
+    -------
+    numpy.ndarray
+        Each cell's cluster, ``0..n_clusters-1``.
+    """
+    from sklearn.cluster import KMeans
+
+    n_pieces = min(factor * n_clusters, embedding.shape[0])
+    fine = KMeans(n_clusters=n_pieces, n_init=n_init, random_state=seed).fit_predict(embedding)
+    return merge_clusters(fine, adjacency, n_clusters)
 
 
 def smooth_assignments(soft: np.ndarray, adjacency, steps: int) -> np.ndarray:

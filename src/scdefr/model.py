@@ -18,7 +18,7 @@ import torch
 
 from . import checkpoint
 from ._device import resolve_device
-from .clustering import estimate_n_clusters, hard_clusters, kmeans_centres, smooth_assignments
+from .clustering import estimate_n_clusters, hard_clusters, kmeans_centres, smooth_assignments, split_and_merge
 from .data import CellGraph, make_batch, resolve_batch_size
 from .errors import ScdefrError
 from .nn import SCDEFRModule, soft_assignment
@@ -38,6 +38,16 @@ from .plan import TrainingPlan, TrainingState, resolve_epochs
 __all__ = ["SCDEFR"]
 
 logger = logging.getLogger(__name__)
+
+# What uns['scdefr']['cluster_assignment'] says of each read-out.
+READOUTS = {
+    "centres": "argmax of the soft assignment Q (Student's t kernel) to the learned centres, averaged over "
+    "{steps} random-walk steps of the cell graph",
+    "kmeans": "argmax of the soft assignment (Student's t kernel) to KMeans centres of z, averaged over "
+    "{steps} random-walk steps of the cell graph",
+    "merge": "KMeans of z into {factor} x K pieces merged over the cell graph down to K, each cell's cluster "
+    "averaged over {steps} random-walk steps of the graph",
+}
 
 # The option groups a checkpoint stores, by the key they are stored under.
 STORED_GROUPS = {
@@ -184,10 +194,15 @@ class SCDEFR:
         batch = make_batch(self.graph, None, self.device, counts=False)
         out = self.module.infer(batch, self.runtime.amp, refresh=self.training.batchnorm_stats == "refreshed")
         z, q = out.z.float(), out.q.float()
+        n_clusters = self.module.cluster_centres.shape[0]
         if self.clusters.readout == "kmeans":
-            n_clusters = self.module.cluster_centres.shape[0]
             centres, _ = kmeans_centres(z.cpu().numpy(), n_clusters, n_init=self.clusters.kmeans_n_init, seed=self.seed)
             q = soft_assignment(z, torch.as_tensor(centres, device=z.device))
+        elif self.clusters.readout == "merge":
+            labels = split_and_merge(
+                z.cpu().numpy(), self.graph.adjacency, n_clusters, factor=self.clusters.merge_factor, seed=self.seed
+            )
+            q = torch.nn.functional.one_hot(torch.as_tensor(labels), n_clusters).float()
         soft = smooth_assignments(q.cpu().numpy(), self.graph.adjacency, self.clusters.smoothing_steps)
         soft, clusters = hard_clusters(soft)
         return z.cpu().numpy(), soft, clusters
@@ -237,10 +252,8 @@ class SCDEFR:
             },
             "n_clusters": int(self.module.config["n_clusters"]),
             "n_clusters_choice": _writable(self.state.n_clusters_info),
-            "cluster_assignment": (
-                "argmax of the soft assignment (Student's t kernel) to "
-                + ("the learned centres (Q)" if self.clusters.readout == "centres" else "KMeans centres of z")
-                + f", averaged over {self.clusters.smoothing_steps} random-walk steps of the cell graph"
+            "cluster_assignment": READOUTS[self.clusters.readout].format(
+                factor=self.clusters.merge_factor, steps=self.clusters.smoothing_steps
             ),
             "history": history,
             "versions": {

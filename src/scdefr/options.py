@@ -49,7 +49,7 @@ JointMode = Literal["train", "eval"]
 JointOptimizer = Literal["continue", "fresh"]
 TargetGradient = Literal["detached", "through"]
 BatchnormStats = Literal["refreshed", "running"]
-Readout = Literal["centres", "kmeans"]
+Readout = Literal["centres", "kmeans", "merge"]
 
 # Text a printable option may hold: one or more characters, none of them a control character.
 PRINTABLE = r"[^\x00-\x1f]+"
@@ -238,9 +238,12 @@ class ClusterOptions(Options):
     )
     readout: Readout = option(
         "centres",
-        "clusters from soft assignments to: centres = the learned cluster centres (Q); kmeans = centres "
-        "KMeans fits on the final embedding; either averaged over smoothing_steps, then the argmax",
+        "how cells get their cluster from the trained model: centres = soft assignments Q to the learned "
+        "centres; kmeans = to the centres KMeans fits on the final embedding; merge = KMeans of the final "
+        "embedding into merge_factor x K pieces merged over the cell graph down to K; each then averaged "
+        "over smoothing_steps of the graph before the argmax",
     )
+    merge_factor: int = option(5, "pieces per cluster that readout merge cuts the embedding into", low=1)
 
 
 @dataclass(frozen=True)
