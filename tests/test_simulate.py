@@ -234,3 +234,47 @@ def test_cli_unwritable_output_folder_is_one_line(parts, capsys):
     )
     err = capsys.readouterr().err.strip()
     assert err.startswith("scdefr simulate: error:") and "/proc" in err and "\n" not in err
+
+
+def test_type_proportions_set_the_type_sizes():
+    """Given shares replace the random spread: one dominant type, small ones still present, and the
+    gene programme drawn from the same stream as without them."""
+    shares = [0.6, 0.2, 0.1, 0.05, 0.03, 0.02]
+    adata = simulate_counts(n_cells=5000, n_genes=100, n_clusters=6, seed=1, type_proportions=shares)
+    observed = adata.obs["cell_type"].value_counts(normalize=True)
+    for k, share in enumerate(shares):
+        assert abs(observed[f"type_{k + 1}"] - share) < 0.02, (k, observed[f"type_{k + 1}"])
+    assert adata.uns["simulation"]["type_proportions"] == pytest.approx(shares)
+    tripled = [share * 3 for share in shares]
+    rescaled = simulate_counts(n_cells=5000, n_genes=100, n_clusters=6, seed=1, type_proportions=tripled)
+    assert (rescaled.obs["cell_type"] == adata.obs["cell_type"]).all()
+    default = simulate_counts(n_cells=5000, n_genes=100, n_clusters=6, seed=1)
+    assert default.var.equals(adata.var)
+    assert "type_proportions" not in default.uns["simulation"]
+
+
+@pytest.mark.parametrize("shares", [[0.5, 0.5], [0.5, 0.5, 0.0], [1.0, -1.0, 1.0], [1.0, float("nan"), 1.0]])
+def test_impossible_type_proportions(shares):
+    with pytest.raises(ScdefrError, match="type proportions"):
+        simulate_counts(n_cells=50, n_genes=50, n_clusters=3, type_proportions=shares)
+
+
+def test_cli_type_proportions(tmp_path, capsys):
+    import anndata as ad
+
+    from scdefr.cli import main
+
+    out = tmp_path / "sim.h5ad"
+    common = ["simulate", "--n-cells", "400", "--n-genes", "60", "--n-clusters", "3", "--seed", "2", "--quiet"]
+    assert main([*common, "--type-proportions", "0.7,0.25,0.05", "--output", str(out)]) == 0
+    expected = simulate_counts(400, 60, 3, seed=2, type_proportions=[0.7, 0.25, 0.05])
+    assert (ad.read_h5ad(out).obs["cell_type"] == expected.obs["cell_type"]).all()
+    out.unlink()
+    for shares in ("0.7,0.3", "0.7,0,0.3"):  # one share short; a share of zero
+        assert main([*common, "--parts", "2", "--type-proportions", shares, "--output", str(out)]) == 2
+    with pytest.raises(SystemExit) as parse_error:
+        main([*common, "--type-proportions", "0.7,x,0.1", "--output", str(out)])
+    assert parse_error.value.code == 2
+    for err in capsys.readouterr().err.strip().splitlines():
+        assert "proportions" in err, err
+    assert not out.exists()

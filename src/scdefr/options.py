@@ -362,6 +362,14 @@ class SimulateOptions(Options):
         low_open=True,
         pipeline=False,
     )
+    type_proportions: tuple[float, ...] | None = option(
+        None,
+        "each planted type's share of the cells, one per type (rescaled to sum to 1); none: random, "
+        "moderately unequal shares",
+        low=0,
+        low_open=True,
+        pipeline=False,
+    )
     parts: int = option(
         1,
         "draw the counts in this many slices of cells, --threads processes at a time, each "
@@ -375,6 +383,9 @@ class SimulateOptions(Options):
             self.fail("n_clusters", f"({self.n_clusters}) exceeds n_cells ({self.n_cells})")
         if self.parts > self.n_cells:
             self.fail("parts", f"({self.parts}) exceeds n_cells ({self.n_cells})")
+        if self.type_proportions is not None and len(self.type_proportions) != self.n_clusters:
+            given = len(self.type_proportions)
+            self.fail("type_proportions", f"must give one share per type ({self.n_clusters}), got {given}")
 
 
 # The option groups of each step; ``scdefr run`` takes them all (their names are unique across steps).

@@ -18,6 +18,7 @@ processes can share a large simulation (``scdefr simulate --parts``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -67,6 +68,7 @@ def simulate_counts(
     mito_fraction: float = 0.04,
     damaged_fraction: float = 0.02,
     imbalance: float = 0.5,
+    type_proportions: Sequence[float] | None = None,
     part: tuple[int, int] | None = None,
 ) -> anndata.AnnData:  # noqa: F821 - anndata is imported lazily below
     """Simulate a cells x genes UMI count matrix with ``n_clusters`` planted cell types.
@@ -98,6 +100,9 @@ def simulate_counts(
         Fraction of low-quality cells: a third of the library size and five times the mitochondrial share.
     imbalance
         Spread of the type proportions (0: equal sizes; 0.5: the largest type is a few times the smallest).
+    type_proportions
+        Each type's expected share of the cells (``n_clusters`` positive numbers, rescaled to sum to 1)
+        in place of the random spread ``imbalance`` draws: e.g. one type of 60% and several under 3%.
     part
         ``(i, n_parts)``: only the i-th of ``n_parts`` equal slices of the cells. The gene programme and
         every cell's type, library size and damage are drawn as without ``part``; the slice's counts
@@ -113,6 +118,8 @@ def simulate_counts(
     import anndata as ad
 
     _check_parameters(n_cells, n_genes, n_clusters, n_mito, locals())
+    if type_proportions is not None:
+        type_proportions = _check_type_proportions(type_proportions, n_clusters)
     first, last = _part_cells(n_cells, part)
     rng = np.random.default_rng(seed)
     n_mito = min(n_mito, len(MITO_GENES))
@@ -136,6 +143,8 @@ def simulate_counts(
 
     # Cells: type, library size, damage.
     weights = rng.lognormal(0.0, imbalance, size=n_clusters) if imbalance > 0 else np.ones(n_clusters)
+    if type_proportions is not None:  # the spread is drawn all the same, so the stream below matches the default's
+        weights = type_proportions
     cell_type = rng.choice(n_clusters, size=n_cells, p=weights / weights.sum())
     library = rng.lognormal(np.log(library_size), library_size_sdlog, size=n_cells)
     damaged = rng.random(n_cells) < damaged_fraction
@@ -193,6 +202,8 @@ def simulate_counts(
         "damaged_fraction": damaged_fraction,
         "imbalance": imbalance,
     }
+    if type_proportions is not None:
+        params["type_proportions"] = [float(p) for p in type_proportions]
     if part is not None:
         params["part"] = list(part)
     logger.info(
@@ -235,6 +246,16 @@ def _check_parameters(n_cells, n_genes, n_clusters, n_mito, params) -> None:
     for name in ("library_size_sdlog", "imbalance"):
         if not params[name] >= 0:
             raise ScdefrError(f"{name} must be >= 0, got {params[name]}")
+
+
+def _check_type_proportions(proportions, n_clusters: int) -> np.ndarray:
+    """The shares as probabilities summing to 1, or a one-line error."""
+    proportions = np.asarray(proportions, dtype=float).ravel()
+    if proportions.size != n_clusters:
+        raise ScdefrError(f"type proportions must give one share per type ({n_clusters}), got {proportions.size}")
+    if not np.all(np.isfinite(proportions)) or np.any(proportions <= 0):
+        raise ScdefrError(f"type proportions must be positive numbers, got {proportions.tolist()}")
+    return proportions / proportions.sum()
 
 
 def _zinb(rng, mu, inverse_dispersion, dropout_midpoint, dropout_max):

@@ -38,6 +38,7 @@ def _simulate(args: argparse.Namespace, part: tuple[int, int] | None = None):
         n_clusters=args.n_clusters,
         seed=args.seed,
         marker_log_fold_change=args.marker_lfc,
+        type_proportions=args.type_proportions,
         part=part,
     )
 

@@ -1,0 +1,280 @@
+"""Leave-one-dataset-out protocol: every default is chosen on the other datasets, never on the one scored.
+
+The datasets are the six shared sets and three simulations whose type sizes are very unequal (one
+type of 52-70 % of the cells, several under 3 %). A *candidate* is a read-out of the trained model
+(``READOUTS``: the package's ``readout`` and ``smoothing_steps`` options). For each dataset in turn,
+the candidate with the highest mean ARI over the *other* datasets (each the mean over seeds 0-2,
+each weighing the same) is chosen and scored on the one left out. Beside it stand the baselines
+the project measures against, run on the same raw counts: normalise, log1p, 2,000 HVG, scale,
+50 PCs, 15 neighbours; Leiden at resolution 1, Leiden bisected to the true k, KMeans on the PCs
+with the true k. The target of a dataset is the best of the three.
+
+    python benchmarks/protocol.py baselines                  # the three baselines, all sets x seeds 0-2
+    python benchmarks/protocol.py train --k true auto        # scDEFR runs (package defaults), cached
+    python benchmarks/protocol.py lodo --markdown            # the left-out table
+
+``train`` fits each (dataset, seed) once per K mode, pre-training shared between the modes, and
+keeps each fitted model as a checkpoint in ``--cache``; every candidate read-out is then the
+package's own ``SCDEFR.predict`` of that model. Labels are removed before training and only score
+the results, and with ``--k true`` say how many clusters to ask for (as ``--n-clusters`` would).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import logging
+from pathlib import Path
+
+import baselines
+import numpy as np
+import pandas as pd
+from _common import DATASETS, LABEL_KEY, RESULTS_DIR, SEEDS, append_rows, dataset_path, score, stopwatch
+
+logger = logging.getLogger("benchmarks.protocol")
+
+BASELINES_FILE = "protocol_baselines.csv"
+SCORES_FILE = "protocol_scores.csv"
+BASELINES = ("leiden_default", "leiden_true_k", "kmeans_pca")
+
+# Unequal type sizes, from easy to hard (marker fold change; 0.8 is the simulator's default). Each is
+# one file from its own simulation seed; the training seeds vary.
+SIMULATIONS = {
+    "sim_skew6": dict(
+        n_cells=2500, n_clusters=6, seed=13, marker_log_fold_change=1.2,
+        type_proportions=(0.70, 0.15, 0.08, 0.03, 0.025, 0.015),
+    ),
+    "sim_skew8": dict(
+        n_cells=3000, n_clusters=8, seed=11, marker_log_fold_change=1.0,
+        type_proportions=(0.60, 0.15, 0.10, 0.06, 0.04, 0.025, 0.015, 0.01),
+    ),
+    "sim_skew12": dict(
+        n_cells=4000, n_clusters=12, seed=12,
+        type_proportions=(0.52, 0.12, 0.09, 0.07, 0.05, 0.04, 0.03, 0.025, 0.02, 0.015, 0.01, 0.01),
+    ),
+}  # fmt: skip
+ALL_DATASETS = (*DATASETS, *SIMULATIONS)
+
+# Candidate read-outs of one trained model: keywords of the package's cluster options.
+READOUTS = {
+    **{f"{readout}_s{steps}": dict(readout=readout, smoothing_steps=steps) for readout in ("centres", "kmeans")
+       for steps in (0, 4)},
+    **{f"merge{factor}_s{steps}": dict(readout="merge", merge_factor=factor, smoothing_steps=steps)
+       for factor in (3, 5, 8) for steps in (0, 4)},
+}  # fmt: skip
+
+
+def counts_path(name: str, cache: Path) -> Path:
+    """The raw counts of a dataset; a simulation is written into the cache the first time."""
+    if name not in SIMULATIONS:
+        return dataset_path(name)
+    path = cache / "sims" / f"{name}.h5ad"
+    if not path.exists():
+        from scdefr._files import write_h5ad
+        from scdefr.simulate import simulate_counts
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_h5ad(simulate_counts(n_genes=2000, **SIMULATIONS[name]), path)
+    return path
+
+
+def graph_input(name: str, seed: int, cache: Path):
+    """The graph-step AnnData `scdefr run` trains on (package defaults) and its labels, split off."""
+    from scdefr import io, pp
+
+    adata = pp.qc(io.read_counts(counts_path(name, cache)))
+    pp.build_graph(adata, seed=seed)
+    truth = adata.obs.pop(LABEL_KEY).astype(str).to_numpy()
+    return adata, truth
+
+
+# --- baselines ----------------------------------------------------------------------------------
+
+
+def scanpy_baselines(adata, n_clusters: int, seed: int) -> dict[str, np.ndarray]:
+    """The plain scanpy run on raw counts; Leiden at resolution 1 and at the true k, KMeans on the PCs."""
+    import scanpy as sc
+    from sklearn.cluster import KMeans
+
+    sc.pp.normalize_total(adata)
+    sc.pp.log1p(adata)
+    sc.pp.highly_variable_genes(adata, n_top_genes=2000, subset=True)
+    sc.pp.scale(adata, max_value=10)
+    sc.tl.pca(adata, n_comps=50, random_state=seed)
+    sc.pp.neighbors(adata, n_neighbors=15, random_state=seed)
+    leiden_default, _ = baselines.leiden(adata, 1.0, seed)
+    leiden_true_k, _, _ = baselines.leiden_at_k(adata, n_clusters, seed)
+    kmeans = KMeans(n_clusters=n_clusters, n_init=20, random_state=seed).fit_predict(adata.obsm["X_pca"])
+    return {"leiden_default": leiden_default, "leiden_true_k": leiden_true_k, "kmeans_pca": kmeans}
+
+
+def run_baselines(datasets, seeds, cache: Path) -> None:
+    import anndata as ad
+
+    done = set()
+    if (RESULTS_DIR / BASELINES_FILE).exists():
+        done = set(pd.read_csv(RESULTS_DIR / BASELINES_FILE)[["dataset", "seed"]].itertuples(index=False, name=None))
+    for name in datasets:
+        for seed in (seed for seed in seeds if (name, seed) not in done):
+            adata = ad.read_h5ad(counts_path(name, cache))
+            truth = adata.obs.pop(LABEL_KEY).astype(str).to_numpy()
+            with stopwatch() as timing:
+                found = scanpy_baselines(adata, len(set(truth)), seed)
+            rows = [
+                {"dataset": name, "seed": seed, "method": method, "n_clusters": len(set(labels)),
+                 "seconds": round(timing["seconds"], 1), **score(truth, labels)}
+                for method, labels in found.items()
+            ]  # fmt: skip
+            append_rows(BASELINES_FILE, rows)
+            logger.info("%s seed %d: %s", name, seed, ", ".join(f"{r['method']} {r['ari']:.3f}" for r in rows))
+
+
+# --- scDEFR runs ------------------------------------------------------------------------------------
+
+
+def checkpoint_path(cache: Path, name: str, seed: int, k_mode: str) -> Path:
+    return cache / "models" / f"{name}.seed{seed}.{k_mode}.pt"
+
+
+def fit_sharing_pretraining(adata, seed: int, n_clusters: dict[str, int | str]) -> dict:
+    """One fitted model per K mode; pre-training runs once, and each mode continues from its state as
+    a run resumed from a checkpoint would (same weights, optimiser state and epoch)."""
+    from scdefr.model import SCDEFR
+    from scdefr.plan import TrainingPlan
+
+    first = SCDEFR(adata, next(iter(n_clusters.values())), seed=seed)
+    plan = TrainingPlan(
+        first.module, first.graph, first.training, first.runtime, first.seed, first.device,
+        first._init_centres, first._payload, first.state,
+    )  # fmt: skip
+    with stopwatch() as pretraining:
+        plan._run_phase("pretrain")
+    pretrained = copy.deepcopy((first.module.state_dict(), plan.optimizer.state_dict(), first.state))
+    models = {}
+    for k_mode, k in n_clusters.items():
+        model = SCDEFR(adata, k, seed=seed)
+        weights, optimizer, state = copy.deepcopy(pretrained)
+        model.module.load_state_dict(weights)
+        model._optimizer_state, model.state = optimizer, state
+        with stopwatch() as joint:
+            model.fit()
+        models[k_mode] = (model, pretraining["seconds"] + joint["seconds"])
+    return models
+
+
+def train(datasets, seeds, k_modes, cache: Path) -> None:
+    """Fit what the cache lacks and score every candidate read-out of every model."""
+    from scdefr.model import SCDEFR
+
+    for name in datasets:
+        for seed in seeds:
+            adata, truth = graph_input(name, seed, cache)
+            wanted = {"true": len(set(truth)), "auto": "auto"}
+            missing = {mode: wanted[mode] for mode in k_modes if not checkpoint_path(cache, name, seed, mode).exists()}
+            seconds = {}
+            if missing:
+                for mode, (model, spent) in fit_sharing_pretraining(adata, seed, missing).items():
+                    path = checkpoint_path(cache, name, seed, mode)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    model.save(path)
+                    seconds[mode] = round(spent, 1)
+            rows = []
+            for mode in k_modes:
+                model = SCDEFR.load(checkpoint_path(cache, name, seed, mode), adata)
+                for readout, options in READOUTS.items():
+                    model.clusters = dataclasses.replace(model.clusters, **options)
+                    _, _, clusters = model.predict()
+                    rows.append({
+                        "dataset": name, "seed": seed, "k_mode": mode, "read_out": readout,
+                        "K": int(model.state.n_clusters_info["n_clusters"]), "n_clusters": len(clusters.categories),
+                        "fit_s": seconds.get(mode, ""), **score(truth, np.asarray(clusters)),
+                    })  # fmt: skip
+            append_rows(SCORES_FILE, rows)
+            logger.info(
+                "%s seed %d: %s", name, seed,
+                ", ".join(f"{r['k_mode']}/{r['read_out']} {r['ari']:.3f}" for r in rows if r["read_out"] in
+                          ("centres_s4", "merge5_s0")),
+            )  # fmt: skip
+
+
+# --- leave one dataset out ------------------------------------------------------------------------
+
+
+def leave_one_out(scores: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
+    """For each dataset, the candidate with the best mean ARI over the others (each the mean over its
+    seeds) and that candidate's ARI on the dataset left out. Only candidates scored on every dataset
+    compete, so none wins by missing a hard one."""
+    per_dataset = scores.groupby(["read_out", "dataset"])["ari"].agg(["mean", "std"])
+    means = per_dataset["mean"].unstack("dataset").reindex(columns=datasets).dropna()
+    rows = []
+    for held_out in datasets:
+        others = [name for name in datasets if name != held_out]
+        chosen = means[others].mean(axis=1).idxmax()
+        stats = per_dataset.loc[(chosen, held_out)]
+        rows.append({"dataset": held_out, "read_out": chosen, "ari": stats["mean"], "sd": stats["std"]})
+    return pd.DataFrame(rows).set_index("dataset")
+
+
+def fmt(mean: float, sd: float) -> str:
+    return f"{mean:.3f} ± {sd:.3f}" if np.isfinite(sd) else f"{mean:.3f}"
+
+
+def lodo_report(default: str) -> str:
+    """The left-out table (true k) with the shipped default's true-k and auto scores beside it."""
+    scores = pd.read_csv(RESULTS_DIR / SCORES_FILE)
+    scores = scores[scores["seed"].isin(SEEDS)].drop_duplicates(["dataset", "seed", "k_mode", "read_out"], keep="last")
+    true_k, auto = scores[scores["k_mode"] == "true"], scores[scores["k_mode"] == "auto"]
+    datasets = [name for name in ALL_DATASETS if name in set(true_k["dataset"])]
+    chosen = leave_one_out(true_k, datasets)
+    bases = pd.read_csv(RESULTS_DIR / BASELINES_FILE)
+    bases = bases[bases["seed"].isin(SEEDS)].groupby(["dataset", "method"])["ari"].agg(["mean", "std"])
+    header = ["dataset", "left-out ARI (true k)", "chosen on the others", f"{default} (true k)",
+              f"{default} (auto)", *BASELINES, "left-out - target"]  # fmt: skip
+    lines, margins = [], []
+    for name in datasets:
+        row = chosen.loc[name]
+        target = max(bases.loc[(name, method), "mean"] for method in BASELINES)
+        margins.append(row["ari"] - target)
+        shipped = [frame[(frame["dataset"] == name) & (frame["read_out"] == default)]["ari"]
+                   for frame in (true_k, auto)]  # fmt: skip
+        lines.append([
+            name, fmt(row["ari"], row["sd"]), row["read_out"],
+            *(fmt(values.mean(), values.std()) if len(values) else "-" for values in shipped),
+            *(fmt(*bases.loc[(name, method)]) for method in BASELINES), f"{row['ari'] - target:+.3f}",
+        ])  # fmt: skip
+    text = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    text += ["| " + " | ".join(cells) + " |" for cells in lines]
+    text.append(
+        f"\nAbove the target on {sum(m > 0 for m in margins)} of {len(margins)}; mean margin "
+        f"{np.mean(margins):+.3f}; {len(READOUTS)} candidates; seeds {', '.join(map(str, SEEDS))}."
+    )
+    return "\n".join(text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("baselines", "train", "lodo"))
+    parser.add_argument("--datasets", nargs="+", default=list(ALL_DATASETS), choices=ALL_DATASETS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    parser.add_argument("--k", nargs="+", choices=("true", "auto"), default=["true"], dest="k_modes")
+    parser.add_argument("--cache", type=Path, default=Path("scdefr_protocol"), help="simulations and fitted models")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--default", default="centres_s4", choices=list(READOUTS), help="the shipped read-out")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from scdefr import settings
+    from scdefr.cli._common import limit_threads
+
+    settings.progress = False
+    limit_threads(args.threads)
+    if args.command == "baselines":
+        run_baselines(args.datasets, args.seeds, args.cache)
+    elif args.command == "train":
+        train(args.datasets, args.seeds, args.k_modes, args.cache)
+    else:
+        print(lodo_report(args.default))
+
+
+if __name__ == "__main__":
+    main()
