@@ -137,13 +137,14 @@ def checkpoint_path(cache: Path, name: str, seed: int, k_mode: str) -> Path:
     return cache / "models" / f"{name}.seed{seed}.{k_mode}.pt"
 
 
-def fit_sharing_pretraining(adata, seed: int, n_clusters: dict[str, int | str]) -> dict:
-    """One fitted model per K mode; pre-training runs once, and each mode continues from its state as
-    a run resumed from a checkpoint would (same weights, optimiser state and epoch)."""
+def fit_sharing_pretraining(adata, seed: int, n_clusters: dict[str, int | str], **options) -> dict:
+    """One fitted model per K mode (``options``: package options other than the defaults); pre-training
+    runs once, and each mode continues from its state as a run resumed from a checkpoint would (same
+    weights, optimiser state and epoch), so each equals a model fitted on its own."""
     from scdefr.model import SCDEFR
     from scdefr.plan import TrainingPlan
 
-    first = SCDEFR(adata, next(iter(n_clusters.values())), seed=seed)
+    first = SCDEFR(adata, next(iter(n_clusters.values())), seed=seed, **options)
     plan = TrainingPlan(
         first.module, first.graph, first.training, first.runtime, first.seed, first.device,
         first._init_centres, first._payload, first.state,
@@ -153,7 +154,7 @@ def fit_sharing_pretraining(adata, seed: int, n_clusters: dict[str, int | str]) 
     pretrained = copy.deepcopy((first.module.state_dict(), plan.optimizer.state_dict(), first.state))
     models = {}
     for k_mode, k in n_clusters.items():
-        model = SCDEFR(adata, k, seed=seed)
+        model = SCDEFR(adata, k, seed=seed, **options)
         weights, optimizer, state = copy.deepcopy(pretrained)
         model.module.load_state_dict(weights)
         model._optimizer_state, model.state = optimizer, state

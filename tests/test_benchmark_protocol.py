@@ -1,0 +1,84 @@
+"""The leave-one-dataset-out protocol (benchmarks/protocol.py): a dataset's score never takes part in
+choosing what it is scored with, and the runs it caches are the models the package would fit."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+@pytest.fixture
+def protocol(monkeypatch, repo_root, tmp_path):
+    monkeypatch.syspath_prepend(str(repo_root / "benchmarks"))
+    module = importlib.import_module("protocol")
+    monkeypatch.setattr(module, "RESULTS_DIR", tmp_path)
+    return module
+
+
+def test_the_left_out_dataset_does_not_choose_its_own_candidate(protocol):
+    """Candidate 'a' is far ahead on d1 alone, 'b' ahead on every other dataset: d1 is scored with 'b'
+    (chosen on d2-d4), every other dataset with 'a' or 'b' as the others decide."""
+    means = {"a": {"d1": 0.9, "d2": 0.5, "d3": 0.5, "d4": 0.5}, "b": {"d1": 0.2, "d2": 0.6, "d3": 0.6, "d4": 0.6}}
+    rows = [
+        {"read_out": candidate, "dataset": dataset, "seed": seed, "ari": mean + (seed - 1) * 0.01}
+        for candidate, scores in means.items()
+        for dataset, mean in scores.items()
+        for seed in (0, 1, 2)
+    ]
+    chosen = protocol.leave_one_out(pd.DataFrame(rows), ["d1", "d2", "d3", "d4"])
+    assert chosen.loc["d1", "read_out"] == "b" and chosen.loc["d1", "ari"] == pytest.approx(0.2)
+    # without d2, a leads (0.9 + 0.5 + 0.5 against 0.2 + 0.6 + 0.6)
+    assert chosen.loc["d2", "read_out"] == "a" and chosen.loc["d2", "ari"] == pytest.approx(0.5)
+    assert chosen.loc["d2", "sd"] == pytest.approx(0.01)
+    # a candidate missing a dataset does not compete
+    partial = pd.DataFrame(rows + [{"read_out": "c", "dataset": "d2", "seed": 0, "ari": 1.0}])
+    assert "c" not in set(protocol.leave_one_out(partial, ["d1", "d2", "d3", "d4"])["read_out"])
+
+
+def test_every_candidate_read_out_is_a_valid_package_option_set(protocol):
+    from scdefr.options import ClusterOptions
+
+    for options in protocol.READOUTS.values():
+        ClusterOptions(**options)  # raises on an unknown name or a value out of bounds
+    assert len({tuple(sorted(o.items())) for o in protocol.READOUTS.values()}) == len(protocol.READOUTS)
+
+
+def test_shared_pretraining_gives_the_models_fitted_on_their_own(protocol):
+    from builders import make_graph_adata
+
+    from scdefr.model import SCDEFR
+
+    adata = make_graph_adata(n_cells=150, n_types=3)
+    options = dict(pretrain_epochs=3, epochs=2, hidden_dims=(16, 8, 4))
+    shared = protocol.fit_sharing_pretraining(adata, 1, {"true": 3, "auto": "auto"}, **options)
+    for mode, k in (("true", 3), ("auto", "auto")):
+        alone = SCDEFR(adata, k, seed=1, **options).fit()
+        model, seconds = shared[mode]
+        assert seconds > 0
+        np.testing.assert_array_equal(model.predict()[0], alone.predict()[0])
+        assert model.state.n_clusters_info == alone.state.n_clusters_info
+
+
+def test_the_report_sets_the_left_out_score_beside_the_best_baseline(protocol, tmp_path):
+    datasets = protocol.ALL_DATASETS[:3]
+    scores = [
+        {"dataset": name, "seed": seed, "k_mode": mode, "read_out": candidate, "ari": ari}
+        for name in datasets
+        for seed in (0, 1, 2)
+        for mode in ("true", "auto")
+        for candidate, ari in (("centres_s4", 0.5), ("merge5_s0", 0.7))
+    ]
+    pd.DataFrame(scores).to_csv(tmp_path / protocol.SCORES_FILE, index=False)
+    bases = [
+        {"dataset": name, "seed": seed, "method": method, "ari": ari}
+        for name in datasets
+        for seed in (0, 1, 2)
+        for method, ari in (("leiden_default", 0.4), ("leiden_true_k", 0.6), ("kmeans_pca", 0.55))
+    ]
+    pd.DataFrame(bases).to_csv(tmp_path / protocol.BASELINES_FILE, index=False)
+    report = protocol.lodo_report("centres_s4")
+    assert f"| {datasets[0]} | 0.700 ± 0.000 | merge5_s0 | 0.500 ± 0.000 | 0.500 ± 0.000 |" in report
+    assert "| +0.100 |" in report and "Above the target on 3 of 3" in report
