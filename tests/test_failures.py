@@ -37,15 +37,9 @@ from builders import QUICK, make_counts, make_graph_adata
 from scipy import sparse
 
 from scdefr import checkpoint, runner
-from scdefr._files import (
-    check_name,
-    owner_tag,
-    remove_stale_temporaries,
-    same_file,
-    scratch_dir,
-    write_h5ad,
-    write_text,
-)
+from scdefr._files.atomic import owner_tag, remove_stale_temporaries, scratch_dir, write_text
+from scdefr._files.h5ad import write_h5ad
+from scdefr._files.paths import check_name, same_file
 from scdefr.cli import main
 from scdefr.errors import ScdefrError
 

@@ -62,7 +62,7 @@ def save(path: str | os.PathLike, checkpoint: dict) -> None:
     Written through a Python file: torch writing to a path reports a full disk as a RuntimeError
     without the reason.
     """
-    from ._files import atomic_path
+    from ._files.atomic import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         torch.save(checkpoint, handle)

@@ -10,14 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._files import (
-    atomic_paths,
-    check_compression,
-    check_distinct,
-    check_name,
-    naming,
-    write_h5ad_to,
-)
+from .._files.atomic import atomic_paths, naming
+from .._files.h5ad import check_compression, write_h5ad_to
+from .._files.paths import check_distinct, check_name
 from .._progress import Stages
 from ..errors import ScdefrError
 from ..options import CommonOptions, ExportOptions
@@ -121,7 +116,7 @@ def export(
         Compression of the written h5ad: ``'gzip'`` or ``'none'``.
     carry
         The h5ad ``adata`` was read from and the matrices it was read without (nothing here uses X
-        or the counts), to copy into the written h5ad (see :func:`scdefr._files.write_h5ad`).
+        or the counts), to copy into the written h5ad (see :func:`scdefr._files.h5ad.write_h5ad`).
 
     Returns
     -------
