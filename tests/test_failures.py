@@ -1107,11 +1107,9 @@ def test_a_run_resumed_in_place_goes_on_saving_into_its_checkpoint(trained, tmp_
 
 
 def test_a_checkpoint_records_its_format_and_every_option(trained):
-    from scdefr.model import STORED_GROUPS
-
     saved = torch.load(trained.model, weights_only=True)
     assert saved["format"] == checkpoint.FORMAT
-    for key, group in STORED_GROUPS.items():
+    for key, group in checkpoint.STORED_GROUPS.items():
         assert set(saved["options"][key]) == set(group.names()), key
     assert isinstance(saved["options"]["seed"], int)
 
