@@ -65,6 +65,13 @@ class QCOptions(Options):
     n_top_genes: int = option(2000, "highly variable genes to keep (all genes if there are fewer)", low=1)
 
     def check(self) -> None:
+        """Refuse ``max_counts`` below ``min_counts`` and an empty mitochondrial prefix.
+
+        Raises
+        ------
+        ScdefrError
+            Naming ``max_counts`` or ``mito_prefixes``.
+        """
         if self.max_counts is not None and self.max_counts < self.min_counts:
             self.fail("max_counts", f"({self.max_counts}) is below min_counts ({self.min_counts})")
         if not self.mito_prefixes or not all(self.mito_prefixes):
@@ -118,6 +125,13 @@ class NetworkOptions(Options):
     )
 
     def check(self) -> None:
+        """Refuse fewer than two encoder widths: one hidden layer and the embedding are the least.
+
+        Raises
+        ------
+        ScdefrError
+            Naming ``hidden_dims``.
+        """
         if len(self.hidden_dims) < 2:
             self.fail("hidden_dims", f"must be at least two widths like 256,64,16, got {list(self.hidden_dims)}")
 
@@ -206,6 +220,19 @@ class TrainingOptions(Options):
     )
 
     def loss_weights(self, phase: str) -> dict[str, float]:
+        """Give the weight of each loss term in a training phase.
+
+        Parameters
+        ----------
+        phase
+            ``'pretrain'``, or any other phase for the joint phase's weights.
+
+        Returns
+        -------
+        dict of str to float
+            ``reconstruction`` and ``zinb`` in pre-training; those and ``kl``, ``bce_graph`` and ``bce_ae``
+            in joint training.
+        """
         if phase == "pretrain":
             return {"reconstruction": self.weight_rec_pretrain, "zinb": self.weight_zinb_pretrain}
         return {
@@ -227,6 +254,13 @@ class RuntimeOptions(Options):
     checkpoint_every: int = option(0, "also save the run every N epochs", low=0, zero="only at the end of each phase")
 
     def check(self) -> None:
+        """Refuse a device that is not ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (whether it exists is checked later).
+
+        Raises
+        ------
+        ScdefrError
+            Naming ``device``.
+        """
         if not _DEVICE.fullmatch(self.device):
             self.fail("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -249,6 +283,13 @@ class ExportOptions(Options):
     )
 
     def check(self) -> None:
+        """Refuse a UMAP limit of one cell and a blank label column.
+
+        Raises
+        ------
+        ScdefrError
+            Naming ``umap_max_cells`` or ``label_key``.
+        """
         if self.umap_max_cells == 1:
             self.fail("umap_max_cells", "must be 0 (every cell) or at least 2")
         if self.label_key is not None and not self.label_key.strip():
@@ -286,6 +327,13 @@ class SimulateOptions(Options):
     )
 
     def check(self) -> None:
+        """Refuse more types or parts than cells, and type proportions that are not one per type.
+
+        Raises
+        ------
+        ScdefrError
+            Naming ``n_clusters``, ``parts`` or ``type_proportions``.
+        """
         if self.n_clusters > self.n_cells:
             self.fail("n_clusters", f"({self.n_clusters}) exceeds n_cells ({self.n_cells})")
         if self.parts > self.n_cells:
@@ -312,5 +360,11 @@ COMMAND_OPTIONS: dict[str, tuple[type[Options], ...]] = {
 
 
 def model_option_names() -> set[str]:
-    """Keywords of :class:`scdefr.model.SCDEFR` and ``tl.scdefr`` besides ``seed`` and ``preset``."""
+    """List the options of the model: the keywords :class:`scdefr.model.SCDEFR` and ``tl.scdefr`` take.
+
+    Returns
+    -------
+    set of str
+        The fields of the groups in :data:`MODEL_OPTIONS`; ``seed`` and ``preset`` are not among them.
+    """
     return {name for group in MODEL_OPTIONS for name in group.names()}

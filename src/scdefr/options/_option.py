@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import re
 import typing
@@ -51,7 +52,15 @@ def option(
 
 
 class Options:
-    """Mixin: validation on construction, the flag of each field, and plain-dict conversion."""
+    """Base of the option groups: each value checked when a group is built, and the group as names and a dict.
+
+    A subclass is a frozen dataclass whose fields are made by :func:`option`; its docstring gains a numpydoc
+    Parameters section written from those declarations, so the help of an option is written once.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__doc__ = f"{inspect.cleandoc(cls.__doc__)}\n\n{_parameters_section(cls)}"
 
     def __post_init__(self):
         for item in dataclasses.fields(self):
@@ -59,21 +68,66 @@ class Options:
         self.check()
 
     def check(self) -> None:
-        """Checks that involve several fields (none by default)."""
+        """Check what involves several fields of the group (nothing by default); each field is checked alone first.
+
+        Raises
+        ------
+        ScdefrError
+            A combination of values the group refuses, naming the option to change.
+        """
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
+        """List the group's option names, in their declared order.
+
+        Returns
+        -------
+        tuple of str
+            The field names, the same as the Python keywords (``--`` and dashes make the flags).
+        """
         return tuple(item.name for item in dataclasses.fields(cls))
 
     def to_dict(self) -> dict[str, Any]:
+        """Give every option of the group with its value, as ``uns`` and checkpoints store them.
+
+        Returns
+        -------
+        dict of str to object
+            Each option name, in declared order, with its value.
+        """
         return {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
 
     @classmethod
     def pick(cls, values: dict[str, Any]) -> Options:
-        """The options named in ``values`` that belong to this group (others ignored), validated."""
+        """Build the group from the values it has a field for, ignoring the others (those of other groups).
+
+        Parameters
+        ----------
+        values
+            Option values by name, of this group and any other; a missing option takes its default.
+
+        Returns
+        -------
+        Options
+            The group, every value checked.
+        """
         return cls(**{name: values[name] for name in cls.names() if name in values})
 
     def fail(self, name: str, message: str):
+        """Stop with one line that names option ``name`` as the user knows it, then says what is wrong.
+
+        Parameters
+        ----------
+        name
+            The option's field name (``min_genes``): the line names it and its flag (``--min-genes``).
+        message
+            What is wrong with its value, e.g. ``must be >= 0, got -1``.
+
+        Raises
+        ------
+        ScdefrError
+            Always.
+        """
         raise ScdefrError(f"{describe(name)} {message}")
 
 
@@ -84,12 +138,37 @@ def describe(name: str) -> str:
 
 @cache
 def field_types(cls: type) -> dict[str, Any]:
+    """Resolve the type annotations of an option group's fields (written as text in the source).
+
+    Parameters
+    ----------
+    cls
+        An option group, such as :class:`~scdefr.options.QCOptions`.
+
+    Returns
+    -------
+    dict of str to type
+        Each field's type, in declared order, ready for :func:`kind`.
+    """
     return typing.get_type_hints(cls)
 
 
 def kind(annotation) -> tuple[str, tuple]:
-    """The option's kind for parsing and checking: ('bool'|'int'|'float'|'str'|'choice'|'tuple', extras),
-    plus whether ``None`` and ``'auto'`` are allowed (as extras ``'none'``/``'auto'``)."""
+    """Tell how an option of this type is parsed and checked: its base kind and the words it also takes.
+
+    Parameters
+    ----------
+    annotation
+        A field's type from :func:`field_types`: ``bool``, ``int``, ``float``, ``str``, a ``Literal`` of
+        choices or a ``tuple[...]``, optionally ``| None`` or ``| Literal['auto']``.
+
+    Returns
+    -------
+    tuple of str and tuple
+        ``(what, extras)``: ``what`` is ``'bool'``, ``'int'``, ``'float'``, ``'str'``, ``'choice'`` or
+        ``'tuple'``; ``extras`` starts with the choices (``'choice'``) or the element type (``'tuple'``),
+        followed by ``'none'`` and ``'auto'`` where ``None`` or ``'auto'`` are allowed.
+    """
     extras = []
     args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, _UNION) else (annotation,)
     base = []
@@ -109,6 +188,46 @@ def kind(annotation) -> tuple[str, tuple]:
 
 
 _UNION = type(int | None)
+
+
+def _parameters_section(cls: type) -> str:
+    """The numpydoc Parameters of a group's fields, from their declarations (before ``@dataclass`` runs)."""
+    lines = ["Parameters", "----------"]
+    for name, annotation in field_types(cls).items():
+        declared = vars(cls)[name]
+        described = _described(declared.metadata, each=kind(annotation)[0] == "tuple")
+        lines += [f"{name} : {_type_text(annotation)}, default {declared.default!r}", f"    {described}"]
+    return "\n".join(lines)
+
+
+def _type_text(annotation) -> str:
+    """A field's type as numpydoc writes it: ``int or 'auto'``, ``{'gzip', 'none'}``, ``tuple of int``."""
+    what, extras = kind(annotation)
+    if what == "choice":
+        base, extras = "{" + ", ".join(map(repr, extras[0])) + "}", extras[1:]
+    elif what == "tuple":
+        base, extras = f"tuple of {extras[0].__name__}", extras[1:]
+    else:
+        base = what
+    return " or ".join([base, *("None" if extra == "none" else repr(AUTO) for extra in extras)])
+
+
+def _described(meta, *, each: bool) -> str:
+    """The help line as a sentence, with the bounds (of ``each`` value of a list) and what 0 means."""
+    text = f"{meta['help'][0].upper()}{meta['help'][1:]}."
+    bounds = [
+        f"{sign} {limit:g}"
+        for limit, sign in (
+            (meta["low"], ">" if meta["low_open"] else ">="),
+            (meta["high"], "<" if meta["high_open"] else "<="),
+        )
+        if limit is not None
+    ]
+    if bounds:
+        text += f" {'Each m' if each else 'M'}ust be {', '.join(bounds)}."
+    if meta["zero"]:
+        text += f" 0: {meta['zero']}."
+    return text
 
 
 def _check_value(options: Options, item: dataclasses.Field, value) -> None:

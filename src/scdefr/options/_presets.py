@@ -64,14 +64,44 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset_values(preset: str, names) -> dict[str, Any]:
-    """The values ``preset`` gives to those of its options that are in ``names`` (none for ``'none'``)."""
+    """Give the values a preset sets for the options among ``names``.
+
+    Parameters
+    ----------
+    preset
+        A preset's name (:data:`PRESETS`), or ``'none'``.
+    names
+        The option names wanted (those a step or function takes).
+
+    Returns
+    -------
+    dict of str to object
+        The preset's value of each option in ``names`` it sets; empty for ``'none'``.
+
+    Raises
+    ------
+    ScdefrError
+        ``preset`` is no preset's name.
+    """
     CommonOptions(preset=preset)
     return {name: value for name, value in PRESETS.get(preset, {}).items() if name in names}
 
 
 def takes_preset(function):
-    """Lets ``function(..., preset=NAME)`` take the preset's values for the keyword options it has that
-    the call leaves out; the options a call gives win, and ``function`` still receives ``preset``."""
+    """Make ``function(..., preset=NAME)`` take the preset's values for the keyword options the call leaves out.
+
+    The options a call gives win, and ``function`` still receives ``preset``.
+
+    Parameters
+    ----------
+    function
+        A function with a ``preset`` keyword and option keywords named as the options.
+
+    Returns
+    -------
+    callable
+        ``function`` wrapped, with its name, signature and docstring.
+    """
     names = set(inspect.signature(function).parameters)
 
     @functools.wraps(function)
