@@ -34,7 +34,7 @@ def trained(name: str, seed: int, threads: int, cache: Path, k_mode: str = "true
     import torch
 
     from scdefr import tl
-    from scdefr._files import atomic_path
+    from scdefr._files.atomic import atomic_path
 
     adata = baselines.preprocess(name, seed)
     truth = adata.obs[LABEL_KEY].to_numpy()

@@ -71,7 +71,7 @@ def counts_path(name: str, cache: Path) -> Path:
         return dataset_path(name)
     path = cache / "sims" / f"{name}.h5ad"
     if not path.exists():
-        from scdefr._files import write_h5ad
+        from scdefr._files.h5ad import write_h5ad
         from scdefr.simulate import simulate_counts
 
         path.parent.mkdir(parents=True, exist_ok=True)

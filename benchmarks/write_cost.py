@@ -1,6 +1,6 @@
 """Seconds and size of writing (and reading back) an h5ad with each compression the steps could use.
 
-Every step writes its AnnData compressed (`scdefr._files.write_h5ad`); at 100,000 cells the
+Every step writes its AnnData compressed (`scdefr._files.h5ad.write_h5ad`); at 100,000 cells the
 writes took a fifth of the CPU steps on the GPU machine. This script
 writes each given file with gzip at h5py's default level (4), gzip at level 1, h5py's LZF and
 without compression, then reads each copy back.

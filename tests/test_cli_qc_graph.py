@@ -206,9 +206,9 @@ def test_graph_carries_the_counts_from_file_to_file(counts_h5ad, tmp_path, monke
     slices; here of 64 values), compressed as asked, equal to what qc wrote."""
     import h5py
 
-    from scdefr import _files
+    from scdefr._files import h5ad
 
-    monkeypatch.setattr(_files, "COPY_ELEMENTS", 64)
+    monkeypatch.setattr(h5ad, "COPY_ELEMENTS", 64)
     out = tmp_path / "out"
     assert run("qc", "--input", counts_h5ad, "--output", out / "S.qc.h5ad", "--n-top-genes", 100) == 0
     assert (

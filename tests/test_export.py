@@ -10,7 +10,7 @@ import yaml
 from matplotlib.image import imread
 
 from scdefr import metrics
-from scdefr._files import write_h5ad
+from scdefr._files.h5ad import write_h5ad
 from scdefr.errors import ScdefrError
 from scdefr.export import UMAP_NEIGHBORS_KEY, add_umap, export, output_paths, place_among_neighbours
 from scdefr.simulate import simulate_counts

@@ -37,15 +37,9 @@ from builders import QUICK, make_counts, make_graph_adata
 from scipy import sparse
 
 from scdefr import checkpoint, runner
-from scdefr._files import (
-    check_name,
-    owner_tag,
-    remove_stale_temporaries,
-    same_file,
-    scratch_dir,
-    write_h5ad,
-    write_text,
-)
+from scdefr._files.atomic import owner_tag, remove_stale_temporaries, scratch_dir, write_text
+from scdefr._files.h5ad import write_h5ad
+from scdefr._files.paths import check_name, same_file
 from scdefr.cli import main
 from scdefr.errors import ScdefrError
 
@@ -1113,11 +1107,9 @@ def test_a_run_resumed_in_place_goes_on_saving_into_its_checkpoint(trained, tmp_
 
 
 def test_a_checkpoint_records_its_format_and_every_option(trained):
-    from scdefr.model import STORED_GROUPS
-
     saved = torch.load(trained.model, weights_only=True)
     assert saved["format"] == checkpoint.FORMAT
-    for key, group in STORED_GROUPS.items():
+    for key, group in checkpoint.STORED_GROUPS.items():
         assert set(saved["options"][key]) == set(group.names()), key
     assert isinstance(saved["options"]["seed"], int)
 

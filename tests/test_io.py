@@ -367,7 +367,7 @@ def test_real_dataset_reads_as_raw_counts():
 @pytest.mark.parametrize("compression, expected", [("gzip", ("gzip", 1)), ("none", (None, None))])
 def test_steps_write_h5ad_compressed_as_asked_and_it_reads_back(counts, tmp_path, compression, expected):
     """gzip is level 1, not h5py's default 4: 30% less time writing 100,000 cells (BENCHMARKS.md, round 9)."""
-    from scdefr._files import write_h5ad
+    from scdefr._files.h5ad import write_h5ad
 
     path = write_h5ad(counts, tmp_path / "written.h5ad", compression=compression)
     with h5py.File(path) as handle:
@@ -381,7 +381,7 @@ def test_steps_write_h5ad_compressed_as_asked_and_it_reads_back(counts, tmp_path
 
 
 def test_an_unknown_compression_is_refused_before_writing(counts, tmp_path):
-    from scdefr._files import write_h5ad
+    from scdefr._files.h5ad import write_h5ad
 
     with pytest.raises(ScdefrError, match="compression must be one of gzip, none"):
         write_h5ad(counts, tmp_path / "written.h5ad", compression="zstd")
@@ -394,7 +394,7 @@ def test_a_matrix_stored_as_asked_is_carried_as_stored(tmp_path, compression):
     (its chunking shows it); one stored otherwise is rewritten with the step's compression."""
     import h5py
 
-    from scdefr import _files
+    from scdefr._files import h5ad
 
     matrix = sparse.random(60, 40, density=0.3, format="csr", dtype=np.float32, random_state=0)
     stored = ad.AnnData(matrix)
@@ -406,7 +406,7 @@ def test_a_matrix_stored_as_asked_is_carried_as_stored(tmp_path, compression):
             "layers/counts/data", data=matrix.data, chunks=(7,), compression="gzip", compression_opts=1
         )
     read = io.read_step_h5ad(tmp_path / "in.h5ad", leave_on_disk=("layers/counts",))
-    _files.write_h5ad(
+    h5ad.write_h5ad(
         read, tmp_path / "out.h5ad", compression=compression, carry=(tmp_path / "in.h5ad", ("layers/counts",))
     )
 
@@ -423,9 +423,9 @@ def test_a_matrix_stored_as_asked_is_carried_as_stored(tmp_path, compression):
 def test_a_step_can_leave_matrices_on_disk_and_carry_them_over(tmp_path, monkeypatch):
     """read_step_h5ad(leave_on_disk=...) reads neither a dense X nor a named layer, keeps the
     others, and write_h5ad(carry=...) copies both back, slice by slice, with their encodings."""
-    from scdefr import _files
+    from scdefr._files import h5ad
 
-    monkeypatch.setattr(_files, "COPY_ELEMENTS", 50)
+    monkeypatch.setattr(h5ad, "COPY_ELEMENTS", 50)
     rng = np.random.default_rng(0)
     stored = ad.AnnData(rng.poisson(1.0, size=(40, 30)).astype(np.float32))
     stored.layers["counts"] = sparse.csr_matrix(stored.X)
@@ -437,7 +437,7 @@ def test_a_step_can_leave_matrices_on_disk_and_carry_them_over(tmp_path, monkeyp
     read = io.read_step_h5ad(tmp_path / "in.h5ad", require_uns="scdefr_qc", leave_on_disk=carried)
     assert read.X is None and list(read.layers) == ["spliced"] and read.shape == (40, 30)
     read.obs["added"] = 1
-    _files.write_h5ad(read, tmp_path / "out.h5ad", carry=(tmp_path / "in.h5ad", carried))
+    h5ad.write_h5ad(read, tmp_path / "out.h5ad", carry=(tmp_path / "in.h5ad", carried))
     written = ad.read_h5ad(tmp_path / "out.h5ad")
     np.testing.assert_array_equal(written.X, stored.X)
     assert (written.layers["counts"] != stored.layers["counts"]).nnz == 0

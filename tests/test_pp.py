@@ -189,7 +189,7 @@ def test_highly_variable_genes_are_scanpys_seurat_genes(counts, n_top_genes):
     sc.pp.log1p(adata)
     reference = scanpy_seurat_genes(adata, n_top_genes)
     for block_cells in (7, 8192):
-        stats = _qc.seurat_dispersions(adata.X, block_cells=block_cells)
+        stats = pp.seurat_dispersions(adata.X, block_cells=block_cells)
         np.testing.assert_array_equal(_qc._highly_variable(stats, n_top_genes), reference.var["highly_variable"])
         for column in ("means", "dispersions", "dispersions_norm"):
             np.testing.assert_allclose(stats[column], reference.var[column], rtol=1e-5, atol=1e-6)
@@ -210,9 +210,9 @@ def scanpy_qc_metrics(adata: ad.AnnData) -> None:
 @pytest.mark.parametrize("block_cells", [7, 8192])
 def test_qc_metrics_are_scanpys(counts, monkeypatch, block_cells):
     """Summed block by block, scanpy's totals and counts of non-zeros; an empty cell gets 0% mito."""
-    from scdefr.pp import _qc
+    from scdefr.pp import _blocks
 
-    monkeypatch.setattr(_qc, "BLOCK_CELLS", block_cells)
+    monkeypatch.setattr(_blocks, "BLOCK_CELLS", block_cells)
     matrix = counts.X.toarray()
     matrix[11] = 0
     for X in (sparse.csr_matrix(matrix), matrix.astype(np.int64), sparse.csc_matrix(matrix)):
@@ -271,9 +271,9 @@ def test_qc_repeats_scanpys_steps_block_by_block(counts, monkeypatch, kwargs, bl
     genes, X and the counts bit for bit, and the same metrics and gene statistics. The nearly empty
     cells 6-9 count only a gene no other cell has: with the cell filters off (last case) the gene
     filter removes it, and then those cells, which have no counts left."""
-    from scdefr.pp import _qc
+    from scdefr.pp import _blocks
 
-    monkeypatch.setattr(_qc, "BLOCK_CELLS", block_cells)
+    monkeypatch.setattr(_blocks, "BLOCK_CELLS", block_cells)
     matrix = counts.X.toarray()
     matrix[:, 0] = 0
     matrix[6:10] = 0
@@ -561,7 +561,7 @@ def test_highly_variable_genes_of_a_published_dataset_are_scanpys():
     sc.pp.normalize_total(adata)
     sc.pp.log1p(adata)
     reference = scanpy_seurat_genes(adata, 2000)
-    selected = _qc._highly_variable(_qc.seurat_dispersions(adata.X), 2000)
+    selected = _qc._highly_variable(pp.seurat_dispersions(adata.X), 2000)
     np.testing.assert_array_equal(selected, reference.var["highly_variable"])
 
 

@@ -8,7 +8,7 @@ import h5py
 import pandas as pd
 import pytest
 
-from scdefr._files import write_h5ad
+from scdefr._files.h5ad import write_h5ad
 from scdefr.cli import main
 from scdefr.runner import STEPS, default_sample_name, layout
 from scdefr.simulate import simulate_counts

@@ -2,13 +2,15 @@
 
 ``torch.load(path, weights_only=True)`` reads them: the network's shape and weights, the optimiser's
 state, the phase and epochs done, the loss history, how K was chosen, every model option and a
-fingerprint of the cells and genes. :func:`load` refuses, in one line, anything that is not such a
-file or that this version cannot continue (another format, missing or unknown entries, other shapes).
+fingerprint of the cells and genes (:func:`fingerprint`). :func:`load` refuses, in one line, anything
+that is not such a file or that this version cannot continue (another format, missing or unknown
+entries, other shapes), and :func:`stored_options` any option this version does not have or would refuse.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import math
 import os
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .errors import ScdefrError
+from .options import ClusterOptions, CommonOptions, NetworkOptions, RuntimeOptions, TrainingOptions
 
 FORMAT = "scdefr-checkpoint/2"
 # Every entry and its type; load() refuses a file that lacks one or has another type.
@@ -34,6 +37,14 @@ ENTRIES = {
     "cells": str,
 }
 PHASES = ("pretrain", "joint", "done")
+
+# The option groups a checkpoint stores, by the key they are stored under.
+STORED_GROUPS = {
+    "clusters": ClusterOptions,
+    "network": NetworkOptions,
+    "training": TrainingOptions,
+    "runtime": RuntimeOptions,
+}
 
 
 def build(module, optimizer_state: dict, state, payload: dict) -> dict:
@@ -62,7 +73,7 @@ def save(path: str | os.PathLike, checkpoint: dict) -> None:
     Written through a Python file: torch writing to a path reports a full disk as a RuntimeError
     without the reason.
     """
-    from ._files import atomic_path
+    from ._files.atomic import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         torch.save(checkpoint, handle)
@@ -205,6 +216,51 @@ def check_optimizer_state(optimizer: dict, parameters: list, path: str | os.Path
         raise ScdefrError(
             f"checkpoint {path} holds an optimiser state that does not fit its network: delete it and train again"
         )
+
+
+def fingerprint(adata) -> str:
+    """Identifies the cells and genes a model belongs to (their names, in order)."""
+    digest = hashlib.sha1()
+    for names in (adata.obs_names, adata.var_names):
+        digest.update("\x1f".join(map(str, names)).encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
+def stored_options(saved: dict, path) -> tuple[int, dict]:
+    """The checkpoint's seed and options as keywords of :class:`scdefr.model.SCDEFR`, checked as the
+    command line checks them; refused in one line unless they are exactly this version's options (none
+    missing, none unknown), since a default standing in for a missing option would continue another run."""
+    stored = saved["options"]
+    unknown_groups = sorted(set(stored) - set(STORED_GROUPS) - {"seed", "preset"})
+    missing_groups = sorted(set(STORED_GROUPS) - set(stored))
+    if unknown_groups or missing_groups or not all(isinstance(stored[key], dict) for key in STORED_GROUPS):
+        raise ScdefrError(
+            f"checkpoint {path} stores options this version cannot use "
+            f"({', '.join(missing_groups + unknown_groups) or 'malformed groups'}): train again with this version"
+        )
+    keywords = {}
+    for key, group in STORED_GROUPS.items():
+        values = {name: tuple(value) if isinstance(value, list) else value for name, value in stored[key].items()}
+        unknown = sorted(set(values) - set(group.names()))
+        missing = sorted(set(group.names()) - set(values))
+        if unknown or missing:
+            detail = "; ".join(
+                f"{what}: {', '.join(names)}" for what, names in (("unknown", unknown), ("missing", missing)) if names
+            )
+            raise ScdefrError(
+                f"checkpoint {path} does not store this version's options ({detail}); train again with this version"
+            )
+        try:
+            group(**values)
+        except (ScdefrError, TypeError) as exc:
+            raise ScdefrError(f"checkpoint {path} stores an impossible option: {exc}; train again") from None
+        keywords.update(values)
+    try:
+        seed = CommonOptions(seed=stored.get("seed")).seed
+    except ScdefrError as exc:
+        raise ScdefrError(f"checkpoint {path} stores no usable seed ({exc}); train again") from None
+    return seed, keywords
 
 
 def _params_of(group) -> list:

@@ -7,7 +7,6 @@ cells it was fitted on. Clusters come from the model and the cell graph alone; n
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import platform
@@ -22,17 +21,7 @@ from .clustering import estimate_n_clusters, hard_clusters, kmeans_centres, smoo
 from .data import CellGraph, make_batch, resolve_batch_size
 from .errors import ScdefrError
 from .nn import SCDEFRModule, soft_assignment
-from .options import (
-    MODEL_OPTIONS,
-    ClusterOptions,
-    CommonOptions,
-    GraphOptions,
-    NetworkOptions,
-    RuntimeOptions,
-    TrainingOptions,
-    model_option_names,
-    preset_values,
-)
+from .options import MODEL_OPTIONS, CommonOptions, GraphOptions, RuntimeOptions, model_option_names, preset_values
 from .plan import TrainingPlan, TrainingState, resolve_epochs
 
 __all__ = ["SCDEFR"]
@@ -47,14 +36,6 @@ READOUTS = {
     "{steps} random-walk steps of the cell graph",
     "merge": "KMeans of z into {factor} x K pieces merged over the cell graph down to K, each cell's cluster "
     "averaged over {steps} random-walk steps of the graph",
-}
-
-# The option groups a checkpoint stores, by the key they are stored under.
-STORED_GROUPS = {
-    "clusters": ClusterOptions,
-    "network": NetworkOptions,
-    "training": TrainingOptions,
-    "runtime": RuntimeOptions,
 }
 
 
@@ -220,7 +201,7 @@ class SCDEFR:
         return {
             "seed": self.seed,
             "preset": self.preset,
-            **{key: group.to_dict() for key, group in zip(STORED_GROUPS, groups, strict=False)},
+            **{key: group.to_dict() for key, group in zip(checkpoint.STORED_GROUPS, groups, strict=False)},
         }
 
     def summary(self) -> dict:
@@ -269,7 +250,7 @@ class SCDEFR:
 
     # --- files -----------------------------------------------------------------------------------
     def _payload(self) -> dict:
-        return {"options": self.options(), "cells": _fingerprint(self.adata)}
+        return {"options": self.options(), "cells": checkpoint.fingerprint(self.adata)}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the run (weights, options, phase, optimiser, history) atomically to a checkpoint.
@@ -311,12 +292,12 @@ class SCDEFR:
         if unknown:
             raise TypeError(f"load() only takes {', '.join(RuntimeOptions.names())}, not {', '.join(sorted(unknown))}")
         saved = checkpoint.load(path)
-        if saved["cells"] != _fingerprint(adata):
+        if saved["cells"] != checkpoint.fingerprint(adata):
             raise ScdefrError(
                 f"checkpoint {path} was trained on other cells or genes than this input: "
                 "give the input it was trained on, or train without --resume"
             )
-        seed, stored = _stored_options(saved, path)
+        seed, stored = checkpoint.stored_options(saved, path)
         preset = saved["options"].get("preset", CommonOptions.preset)
         model = cls(adata, seed=seed, preset=preset, **{**stored, **runtime})
         module = saved["module"]
@@ -338,42 +319,6 @@ class SCDEFR:
         model._optimizer_state = saved["optimizer"] or None
         logger.info("loaded %s: phase %s, epoch %d", path, model.state.phase, model.state.epoch)
         return model
-
-
-def _stored_options(saved: dict, path) -> tuple[int, dict]:
-    """The checkpoint's seed and options as keywords of :class:`SCDEFR`, checked as the command line
-    checks them; refused in one line unless they are exactly this version's options (none missing,
-    none unknown), since a default standing in for a missing option would continue another run."""
-    stored = saved["options"]
-    unknown_groups = sorted(set(stored) - set(STORED_GROUPS) - {"seed", "preset"})
-    missing_groups = sorted(set(STORED_GROUPS) - set(stored))
-    if unknown_groups or missing_groups or not all(isinstance(stored[key], dict) for key in STORED_GROUPS):
-        raise ScdefrError(
-            f"checkpoint {path} stores options this version cannot use "
-            f"({', '.join(missing_groups + unknown_groups) or 'malformed groups'}): train again with this version"
-        )
-    keywords = {}
-    for key, group in STORED_GROUPS.items():
-        values = {name: tuple(value) if isinstance(value, list) else value for name, value in stored[key].items()}
-        unknown = sorted(set(values) - set(group.names()))
-        missing = sorted(set(group.names()) - set(values))
-        if unknown or missing:
-            detail = "; ".join(
-                f"{what}: {', '.join(names)}" for what, names in (("unknown", unknown), ("missing", missing)) if names
-            )
-            raise ScdefrError(
-                f"checkpoint {path} does not store this version's options ({detail}); train again with this version"
-            )
-        try:
-            group(**values)
-        except (ScdefrError, TypeError) as exc:
-            raise ScdefrError(f"checkpoint {path} stores an impossible option: {exc}; train again") from None
-        keywords.update(values)
-    try:
-        seed = CommonOptions(seed=stored.get("seed")).seed
-    except ScdefrError as exc:
-        raise ScdefrError(f"checkpoint {path} stores no usable seed ({exc}); train again") from None
-    return seed, keywords
 
 
 def _optimised_parameters(module: SCDEFRModule) -> list:
@@ -399,15 +344,6 @@ def _warn_if_graph_differs(adata, preset: str) -> None:
             ", ".join(differing),
             preset,
         )
-
-
-def _fingerprint(adata) -> str:
-    """Identifies the cells and genes a model belongs to (their names, in order)."""
-    digest = hashlib.sha1()
-    for names in (adata.obs_names, adata.var_names):
-        digest.update("\x1f".join(map(str, names)).encode())
-        digest.update(b"\x1e")
-    return digest.hexdigest()
 
 
 def _writable(value):

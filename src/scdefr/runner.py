@@ -107,7 +107,8 @@ def step_namespace(step: str, io_argv: list[str], options: argparse.Namespace) -
 
 def run(args: argparse.Namespace) -> dict[str, Path]:
     """Run every step for ``args.input`` into ``args.outdir``/``args.sample``; returns the step folders."""
-    from ._files import created_folders, ensure_writable_dir, owner_tag, remove_if_empty
+    from ._files.atomic import owner_tag
+    from ._files.paths import created_folders, ensure_writable_dir, remove_if_empty
 
     input_path, sample = check_run(args)
     sample_dir = Path(args.outdir) / sample
@@ -141,7 +142,7 @@ def check_run(args: argparse.Namespace) -> tuple[Path, str]:
     """Everything that can be checked before the first step: every option, the input, the sample name,
     where the results go and the device. Returns the input's path and the sample name."""
     from ._device import resolve_device
-    from ._files import check_name, is_inside
+    from ._files.paths import check_name, is_inside
     from .options import COMMAND_OPTIONS, CommonOptions
 
     for group in (CommonOptions, *COMMAND_OPTIONS["run"]):

@@ -111,9 +111,22 @@ def simulate_counts(
 
     Returns
     -------
-    AnnData with ``X`` the integer counts (CSR, float32), ``obs['cell_type']`` (categorical),
-    ``obs['damaged']``, ``var['marker_of']`` (the type a gene marks, '' if none) and the parameters in
-    ``uns['simulation']``.
+    anndata.AnnData
+        ``X`` the integer counts (CSR, float32), ``obs['cell_type']`` (categorical), ``obs['damaged']``,
+        ``var['marker_of']`` (the type a gene marks, '' if none) and the parameters in ``uns['simulation']``.
+
+    Raises
+    ------
+    ScdefrError
+        A size, fraction or proportion is out of range (one line naming it), or ``part`` is no slice of
+        the cells.
+
+    Examples
+    --------
+    >>> from scdefr.simulate import simulate_counts
+    >>> adata = simulate_counts(n_cells=500, n_genes=300, n_clusters=3, seed=1)
+    >>> adata.shape, adata.obs["cell_type"].nunique()
+    ((500, 300), 3)
     """
     import anndata as ad
 

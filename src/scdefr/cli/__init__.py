@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 
-from .._files import hdf5_broken
+from .._files.h5ad import hdf5_broken
 from ..errors import ScdefrError, exit_status, is_out_of_memory, one_line
 from ..options import COMMAND_OPTIONS, CommonOptions, preset_values
 from ._common import configure

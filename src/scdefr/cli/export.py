@@ -29,7 +29,7 @@ def default_prefix(path: str | Path) -> str:
 
 
 def main(args: argparse.Namespace) -> None:
-    from .._files import check_distinct, check_name
+    from .._files.paths import check_distinct, check_name
     from ..export import export, output_paths
     from ..io import read_step_h5ad
     from ..options import ExportOptions

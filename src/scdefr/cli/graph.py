@@ -18,7 +18,8 @@ def add_io_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> None:
     from .. import io, pp
-    from .._files import check_distinct, write_h5ad
+    from .._files.h5ad import write_h5ad
+    from .._files.paths import check_distinct
     from ..options import GraphOptions
 
     check_distinct({"--input": args.input}, {"--output": args.output})

@@ -33,7 +33,9 @@ def main(args: argparse.Namespace) -> None:
     import json
 
     from .. import io, pl, pp
-    from .._files import atomic_paths, check_distinct, naming, write_h5ad_to
+    from .._files.atomic import atomic_paths, naming
+    from .._files.h5ad import write_h5ad_to
+    from .._files.paths import check_distinct
     from ..options import QCOptions
 
     options = QCOptions.pick(vars(args)).to_dict()

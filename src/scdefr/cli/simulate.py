@@ -19,7 +19,7 @@ def add_io_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from .._files import write_h5ad
+    from .._files.h5ad import write_h5ad
 
     if args.parts == 1:
         adata = _simulate(args)
@@ -56,7 +56,8 @@ def _simulate_in_parts(args: argparse.Namespace, folder: Path):
     import h5py
     from anndata.experimental import concat_on_disk
 
-    from .._files import scratch_dir, write_h5ad
+    from .._files.atomic import scratch_dir
+    from .._files.h5ad import write_h5ad
     from ..io import read_step_h5ad
 
     workers = min(args.parts, args.threads or os.cpu_count() or 1)

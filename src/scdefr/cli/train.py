@@ -38,7 +38,8 @@ def default_model_path(output: str) -> str:
 def main(args: argparse.Namespace) -> None:
     from .. import io, tl
     from .._device import resolve_device
-    from .._files import check_distinct, write_h5ad
+    from .._files.h5ad import write_h5ad
+    from .._files.paths import check_distinct
     from ..options import model_option_names
 
     model_out = args.model_out or default_model_path(args.output)

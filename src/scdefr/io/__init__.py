@@ -127,7 +127,7 @@ def read_step_h5ad(
         The producing step, named in the message when ``require_uns`` is missing (e.g. ``'scdefr qc'``).
     leave_on_disk
         Matrices the step does not use (``'X'``, ``'layers/<name>'``): they are not read, and
-        ``scdefr._files.write_h5ad(..., carry=...)`` copies them into the step's output.
+        ``scdefr._files.h5ad.write_h5ad(..., carry=...)`` copies them into the step's output.
 
     Returns
     -------

@@ -9,7 +9,8 @@ from ._graph import (
     covariance_pca,
     knn_binary,
 )
-from ._qc import mito_genes, qc, qc_metrics, seurat_dispersions
+from ._hvg import seurat_dispersions
+from ._qc import mito_genes, qc, qc_metrics
 
 __all__ = [
     "EXACT_KNN_MAX_CELLS",

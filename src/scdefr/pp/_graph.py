@@ -31,10 +31,20 @@ PCA_BLOCK_CELLS = 8192
 
 
 def covariance_pca(adata: ad.AnnData, n_comps: int) -> None:
-    """PCA of ``adata.X`` into ``obsm['X_pca']``, ``varm['PCs']`` and ``uns['pca']``, as ``sc.pp.pca`` writes them.
+    """Compute the PCA of ``adata.X`` from the genes' covariance, written where and as ``sc.pp.pca`` writes it.
 
-    Exact, not randomised: the eigenvectors of the covariance of the (highly variable) genes, signed
-    so that each component's largest loading is positive.
+    Into ``obsm['X_pca']``, ``varm['PCs']`` and ``uns['pca']``. Exact, not randomised: the eigenvectors
+    of the covariance of the (highly variable) genes, summed over blocks of cells, signed so that each
+    component's largest loading is positive. Linear in the cells and on every BLAS thread;
+    :func:`build_graph` uses it above :data:`SCANPY_PCA_MAX_CELLS` cells.
+
+    Parameters
+    ----------
+    adata
+        Log-normalised X (cells x genes, sparse or dense); ``var['highly_variable']``, if present, picks
+        the genes. Changed in place.
+    n_comps
+        Number of principal components, at most the number of genes used.
     """
     mask = (
         adata.var["highly_variable"].to_numpy(bool) if "highly_variable" in adata.var else np.ones(adata.n_vars, bool)
@@ -68,18 +78,44 @@ def covariance_pca(adata: ad.AnnData, n_comps: int) -> None:
 
 
 def auto_knn_method(n_cells: int) -> str:
-    """``exact`` up to :data:`EXACT_KNN_MAX_CELLS` cells, ``approx`` (pynndescent) above: the export's
-    UMAP, fitted on at most that many cells, then never pays pynndescent's compilation."""
+    """Choose the kNN search for ``knn_method='auto'``: exact up to :data:`EXACT_KNN_MAX_CELLS` cells, else approximate.
+
+    Below that size an exact search costs less than pynndescent's numba compilation in a new process; the
+    export's UMAP, fitted on at most that many cells, then never pays that compilation.
+
+    Parameters
+    ----------
+    n_cells
+        Number of cells searched.
+
+    Returns
+    -------
+    str
+        ``'exact'`` or ``'approx'`` (pynndescent), a key of :data:`KNN_TRANSFORMERS`.
+    """
     return "exact" if n_cells <= EXACT_KNN_MAX_CELLS else "approx"
 
 
 def knn_binary(distances: sparse.spmatrix, n_neighbors: int) -> sparse.csr_matrix:
-    """Binary kNN graph: each cell's ``n_neighbors - 1`` nearest other cells (so ``n_neighbors`` counts itself).
+    """Build the binary kNN graph: each cell to its ``n_neighbors - 1`` nearest other cells (it counts itself).
 
     scanpy's ``obsp['distances']`` holds ``n_neighbors - 1`` neighbours per cell after an exact search
     but ``n_neighbors`` (plus a self entry) after pynndescent; taking the nearest ``n_neighbors - 1``
     gives both searches the paper's ``kneighbors_graph(k, include_self=True)``. Explicitly stored zero
     distances (duplicate cells) are kept as neighbours.
+
+    Parameters
+    ----------
+    distances
+        The kNN distances scanpy writes (``obsp['distances']``, cells x cells).
+    n_neighbors
+        Neighbours per cell, the cell itself included.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Cells x cells, float32: 1 from each cell to each of its nearest ``n_neighbors - 1`` other cells,
+        no self-loops; not symmetric.
     """
     coo = sparse.coo_matrix(distances)
     other = coo.row != coo.col
@@ -105,7 +141,7 @@ def build_graph(
     seed: int = 0,
     copy: bool = False,
 ) -> ad.AnnData | None:
-    """PCA, kNN graph and the normalised adjacency of the log-normalised X (the graph contract).
+    """Build the cell graph of the log-normalised X: PCA, kNN graph and the normalised adjacency (the graph contract).
 
     Parameters
     ----------
@@ -124,8 +160,16 @@ def build_graph(
 
     Returns
     -------
-    With ``copy``, the AnnData with ``obsm['X_pca']``, ``obsp['distances']``, ``obsp['connectivities']``,
-    ``obsp['scdefr_adjacency']`` and ``uns['scdefr_graph']``; else ``None``.
+    anndata.AnnData or None
+        With ``copy``, the AnnData with ``obsm['X_pca']``, ``obsp['distances']``,
+        ``obsp['connectivities']``, ``obsp['scdefr_adjacency']`` and ``uns['scdefr_graph']``; else
+        ``None``, and ``adata`` gains them.
+
+    Raises
+    ------
+    ScdefrError
+        An option is out of range, X holds NaN or infinite values, or there are too few cells or genes
+        for the PCA or the neighbours.
     """
     options = GraphOptions(
         n_pcs=n_pcs, n_neighbors=n_neighbors, knn_method=knn_method, graph_normalization=graph_normalization

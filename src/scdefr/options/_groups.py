@@ -1,41 +1,13 @@
-"""Every option of every step, declared once.
-
-Each step's options are a frozen dataclass; a field's type (``Literal`` for choices), default, bounds
-and one-line help are its only declaration. The command line (``--min-genes``), the Python API
-(``pp.qc(adata, min_genes=...)``), the Nextflow schema and ``conf/modules.config`` (checked by
-``tests/test_options.py``) all follow it, with the same names. Building a dataclass validates it, so
-a bad value stops with one line naming the option before any step runs. Torch-free: the command line
-starts without torch.
-"""
+"""The option groups: one frozen dataclass per step or concern, each field an option's only declaration."""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import inspect
-import math
 import re
-import typing
-from dataclasses import dataclass, field
-from functools import cache
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
-from .errors import ScdefrError
+from ._option import AUTO, Auto, Options, option
 
-__all__ = [
-    "ClusterOptions",
-    "CommonOptions",
-    "ExportOptions",
-    "GraphOptions",
-    "NetworkOptions",
-    "QCOptions",
-    "RuntimeOptions",
-    "SimulateOptions",
-    "TrainingOptions",
-]
-
-AUTO = "auto"
-Auto = Literal["auto"]
 KnnMethod = Literal["auto", "exact", "approx"]
 ZinbForm = Literal["counts", "paper"]
 GraphLoss = Literal["sampled", "paper"]
@@ -51,72 +23,7 @@ TargetGradient = Literal["detached", "through"]
 BatchnormStats = Literal["refreshed", "running"]
 Readout = Literal["centres", "kmeans", "merge"]
 
-# Text a printable option may hold: one or more characters, none of them a control character.
-PRINTABLE = r"[^\x00-\x1f]+"
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-
-
-def option(
-    default,
-    help: str,
-    *,
-    low=None,
-    high=None,
-    low_open=False,
-    high_open=False,
-    pipeline=True,
-    zero=None,
-    printable=False,
-):
-    """A dataclass field with its help line and bounds (``low``/``high``, inclusive unless ``*_open``).
-
-    ``zero`` documents what 0 means where it is special; ``printable`` refuses text with control characters
-    (tabs, newlines); ``pipeline=False`` keeps the option out of the Nextflow parameters (settings of one
-    process, such as logging).
-    """
-    metadata = {
-        "help": help,
-        "low": low,
-        "high": high,
-        "low_open": low_open,
-        "high_open": high_open,
-        "pipeline": pipeline,
-        "zero": zero,
-        "printable": printable,
-    }
-    return field(default=default, metadata=metadata)
-
-
-class Options:
-    """Mixin: validation on construction, the flag of each field, and plain-dict conversion."""
-
-    def __post_init__(self):
-        for item in dataclasses.fields(self):
-            _check_value(self, item, getattr(self, item.name))
-        self.check()
-
-    def check(self) -> None:
-        """Checks that involve several fields (none by default)."""
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(item.name for item in dataclasses.fields(cls))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
-
-    @classmethod
-    def pick(cls, values: dict[str, Any]) -> Options:
-        """The options named in ``values`` that belong to this group (others ignored), validated."""
-        return cls(**{name: values[name] for name in cls.names() if name in values})
-
-    def fail(self, name: str, message: str):
-        raise ScdefrError(f"{describe(name)} {message}")
-
-
-def describe(name: str) -> str:
-    """``min_genes`` as the user may know it: ``min_genes (--min-genes)``."""
-    return f"{name} (--{name.replace('_', '-')})"
 
 
 @dataclass(frozen=True)
@@ -158,6 +65,13 @@ class QCOptions(Options):
     n_top_genes: int = option(2000, "highly variable genes to keep (all genes if there are fewer)", low=1)
 
     def check(self) -> None:
+        """Refuse ``max_counts`` below ``min_counts`` and an empty mitochondrial prefix.
+
+        Raises
+        ------
+        ScdefrError
+            Naming ``max_counts`` or ``mito_prefixes``.
+        """
         if self.max_counts is not None and self.max_counts < self.min_counts:
             self.fail("max_counts", f"({self.max_counts}) is below min_counts ({self.min_counts})")
         if not self.mito_prefixes or not all(self.mito_prefixes):
@@ -211,6 +125,13 @@ class NetworkOptions(Options):
     )
 
     def check(self) -> None:
+        """Refuse fewer than two encoder widths: one hidden layer and the embedding are the least.
+
+        Raises
+        ------
+        ScdefrError
+            Naming ``hidden_dims``.
+        """
         if len(self.hidden_dims) < 2:
             self.fail("hidden_dims", f"must be at least two widths like 256,64,16, got {list(self.hidden_dims)}")
 
@@ -299,6 +220,19 @@ class TrainingOptions(Options):
     )
 
     def loss_weights(self, phase: str) -> dict[str, float]:
+        """Give the weight of each loss term in a training phase.
+
+        Parameters
+        ----------
+        phase
+            ``'pretrain'``, or any other phase for the joint phase's weights.
+
+        Returns
+        -------
+        dict of str to float
+            ``reconstruction`` and ``zinb`` in pre-training; those and ``kl``, ``bce_graph`` and ``bce_ae``
+            in joint training.
+        """
         if phase == "pretrain":
             return {"reconstruction": self.weight_rec_pretrain, "zinb": self.weight_zinb_pretrain}
         return {
@@ -320,6 +254,13 @@ class RuntimeOptions(Options):
     checkpoint_every: int = option(0, "also save the run every N epochs", low=0, zero="only at the end of each phase")
 
     def check(self) -> None:
+        """Refuse a device that is not ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (whether it exists is checked later).
+
+        Raises
+        ------
+        ScdefrError
+            Naming ``device``.
+        """
         if not _DEVICE.fullmatch(self.device):
             self.fail("device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -342,6 +283,13 @@ class ExportOptions(Options):
     )
 
     def check(self) -> None:
+        """Refuse a UMAP limit of one cell and a blank label column.
+
+        Raises
+        ------
+        ScdefrError
+            Naming ``umap_max_cells`` or ``label_key``.
+        """
         if self.umap_max_cells == 1:
             self.fail("umap_max_cells", "must be 0 (every cell) or at least 2")
         if self.label_key is not None and not self.label_key.strip():
@@ -379,6 +327,13 @@ class SimulateOptions(Options):
     )
 
     def check(self) -> None:
+        """Refuse more types or parts than cells, and type proportions that are not one per type.
+
+        Raises
+        ------
+        ScdefrError
+            Naming ``n_clusters``, ``parts`` or ``type_proportions``.
+        """
         if self.n_clusters > self.n_cells:
             self.fail("n_clusters", f"({self.n_clusters}) exceeds n_cells ({self.n_cells})")
         if self.parts > self.n_cells:
@@ -405,160 +360,11 @@ COMMAND_OPTIONS: dict[str, tuple[type[Options], ...]] = {
 
 
 def model_option_names() -> set[str]:
-    """Keywords of :class:`scdefr.model.SCDEFR` and ``tl.scdefr`` besides ``seed`` and ``preset``."""
+    """List the options of the model: the keywords :class:`scdefr.model.SCDEFR` and ``tl.scdefr`` take.
+
+    Returns
+    -------
+    set of str
+        The fields of the groups in :data:`MODEL_OPTIONS`; ``seed`` and ``preset`` are not among them.
+    """
     return {name for group in MODEL_OPTIONS for name in group.names()}
-
-
-# Each preset's option values; a step takes those of its own options. ``paper`` is every choice of the
-# paper's code (github.com/DARKpmm/scDEFR), those equal to our defaults included so that it stays the
-# paper's when a default changes; docs/usage.md lists them. Its read-out is KMeans on the final
-# embedding: the code also scores spectral clustering of the graph and keeps whichever agrees better
-# with the true labels, a choice that needs the labels.
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {
-        # qc: only cells and genes without counts are dropped; log1p of counts over the median library; 2,000 HVG
-        "min_genes": 0,
-        "min_counts": 1,
-        "max_counts": None,
-        "max_pct_mito": 100.0,
-        "min_cells": 1,
-        "n_top_genes": 2000,
-        # graph: exact 10-NN (the cell included) on 50 PCs, kept directed
-        "n_pcs": 50,
-        "n_neighbors": 10,
-        "knn_method": "exact",
-        "graph_normalization": "directed",
-        # network
-        "hidden_dims": (1024, 128, 24),
-        "sigma": 0.1,
-        "dropout": 0.01,
-        "tag_hops": 3,
-        "zinb_form": "paper",
-        "input_scaling": "none",
-        "decoder_layers": "gene_wide",
-        # training: 250 + 250 full-batch epochs
-        "pretrain_epochs": 250,
-        "epochs": 250,
-        "lr_pretrain": 5e-5,
-        "lr": 1e-8,
-        "batch_size": 0,
-        "graph_loss": "paper",
-        "input_noise": 0.0,
-        "cluster_balance": 1.0,
-        "weight_rec_pretrain": 1.0,
-        "weight_zinb_pretrain": 0.5,
-        "weight_rec": 0.3,
-        "weight_zinb": 0.1,
-        "weight_kl": 0.5,
-        "weight_bce_graph": 0.1,
-        "weight_bce_ae": 0.1,
-        "joint_mode": "eval",
-        "joint_optimizer": "fresh",
-        "target_gradient": "through",
-        "batchnorm_stats": "running",
-        # clusters: KMeans with 20 restarts for the centres and the read-out
-        "kmeans_n_init": 20,
-        "readout": "kmeans",
-        "smoothing_steps": 0,
-    },
-}
-
-
-def preset_values(preset: str, names) -> dict[str, Any]:
-    """The values ``preset`` gives to those of its options that are in ``names`` (none for ``'none'``)."""
-    CommonOptions(preset=preset)
-    return {name: value for name, value in PRESETS.get(preset, {}).items() if name in names}
-
-
-def takes_preset(function):
-    """Lets ``function(..., preset=NAME)`` take the preset's values for the keyword options it has that
-    the call leaves out; the options a call gives win, and ``function`` still receives ``preset``."""
-    names = set(inspect.signature(function).parameters)
-
-    @functools.wraps(function)
-    def call(*args, **kwargs):
-        preset = kwargs.get("preset", CommonOptions.preset)
-        return function(*args, **{**preset_values(preset, names - set(kwargs)), **kwargs})
-
-    return call
-
-
-@cache
-def field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def kind(annotation) -> tuple[str, tuple]:
-    """The option's kind for parsing and checking: ('bool'|'int'|'float'|'str'|'choice'|'tuple', extras),
-    plus whether ``None`` and ``'auto'`` are allowed (as extras ``'none'``/``'auto'``)."""
-    extras = []
-    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, _UNION) else (annotation,)
-    base = []
-    for arg in args:
-        if arg is type(None):
-            extras.append("none")
-        elif typing.get_origin(arg) is Literal and typing.get_args(arg) == (AUTO,) and len(args) > 1:
-            extras.append("auto")
-        else:
-            base.append(arg)
-    (main,) = base
-    if typing.get_origin(main) is Literal:
-        return "choice", (typing.get_args(main), *extras)
-    if typing.get_origin(main) is tuple:
-        return "tuple", (typing.get_args(main)[0], *extras)
-    return main.__name__, tuple(extras)
-
-
-_UNION = type(int | None)
-
-
-def _check_value(options: Options, item: dataclasses.Field, value) -> None:
-    name, meta = item.name, item.metadata
-    what, extras = kind(field_types(type(options))[name])
-    if value is None and "none" in extras:
-        return
-    if value == AUTO and "auto" in extras:
-        return
-    if what == "choice":
-        choices = extras[0]
-        if value not in choices:
-            options.fail(name, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
-        return
-    if what == "bool":
-        if not isinstance(value, bool):
-            options.fail(name, f"must be true or false, got {value!r}")
-        return
-    if what == "str":
-        if not isinstance(value, str):
-            options.fail(name, f"must be text, got {value!r}")
-        if meta["printable"] and not re.fullmatch(PRINTABLE, value):
-            options.fail(name, f"must be plain text without tabs, newlines or other control characters, got {value!r}")
-        return
-    if what == "tuple":
-        element = extras[0]
-        if not isinstance(value, tuple) or not all(_is(v, element) for v in value):
-            options.fail(name, f"must be a list of {element.__name__} values, got {value!r}")
-        for number in value if element in (int, float) else ():
-            _check_bounds(options, name, meta, number)
-        return
-    expected = int if what == "int" else float
-    if not _is(value, expected):
-        alternatives = " or 'auto'" if "auto" in extras else ""
-        options.fail(name, f"must be {'an integer' if expected is int else 'a number'}{alternatives}, got {value!r}")
-    _check_bounds(options, name, meta, value)
-
-
-def _is(value, expected: type) -> bool:
-    if isinstance(value, bool):
-        return expected is bool
-    if expected is float:
-        return isinstance(value, (int, float)) and math.isfinite(value)
-    return isinstance(value, expected)
-
-
-def _check_bounds(options: Options, name: str, meta, value) -> None:
-    low, high = meta["low"], meta["high"]
-    if low is not None and (value < low or (meta["low_open"] and value == low)):
-        options.fail(name, f"must be {'>' if meta['low_open'] else '>='} {low:g}, got {value!r}")
-    if high is not None and (value > high or (meta["high_open"] and value == high)):
-        options.fail(name, f"must be {'<' if meta['high_open'] else '<='} {high:g}, got {value!r}")
