@@ -56,14 +56,13 @@ SIMULATIONS = {
 }  # fmt: skip
 ALL_DATASETS = (*DATASETS, *SIMULATIONS)
 
+MERGE_FACTORS = (3, 5, 8, 12, 16)
 # Candidate read-outs of one trained model: keywords of the package's cluster options.
 READOUTS = {
     **{f"{readout}_s{steps}": dict(readout=readout, smoothing_steps=steps) for readout in ("centres", "kmeans")
        for steps in (0, 4)},
-    **{f"merge{factor}_s{steps}": dict(readout="merge", merge_factor=factor, merge_repeats=1, smoothing_steps=steps)
-       for factor in (3, 5, 8) for steps in (0, 4)},
-    **{f"merge{factor}_r5": dict(readout="merge", merge_factor=factor, merge_repeats=5, smoothing_steps=0)
-       for factor in (3, 5, 8)},
+    **{f"merge{factor}_s{steps}": dict(readout="merge", merge_factor=factor, smoothing_steps=steps)
+       for factor in MERGE_FACTORS for steps in (0, 4)},
 }  # fmt: skip
 
 

@@ -258,39 +258,6 @@ def split_and_merge(
     return merge_clusters(fine, adjacency, n_clusters)
 
 
-def consensus(labelings: list[np.ndarray], n_clusters: int) -> np.ndarray:
-    """Each cell's share of the labelings that put it in each cluster.
-
-    The clusters of every labeling are named after a reference's by the maximum matching of their
-    overlaps (Hungarian): first the first labeling's, then once more those of the vote it gives.
-
-    Parameters
-    ----------
-    labelings
-        Each cell's cluster, ``0..n_clusters-1``, in each labeling.
-    n_clusters
-        Number of clusters.
-
-    Returns
-    -------
-    numpy.ndarray
-        Cells x clusters; rows sum to 1, and the column a cell's row peaks in is its consensus cluster.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    cells = np.arange(labelings[0].size)
-    reference = labelings[0]
-    for _ in range(2):
-        votes = np.zeros((cells.size, n_clusters))
-        for labels in labelings:
-            overlap = np.zeros((n_clusters, n_clusters))
-            np.add.at(overlap, (labels, reference), 1)
-            _, renamed = linear_sum_assignment(-overlap)  # square: row i is cluster i of ``labels``
-            votes[cells, renamed[labels]] += 1
-        reference = votes.argmax(axis=1)
-    return votes / len(labelings)
-
-
 def smooth_assignments(soft: np.ndarray, adjacency, steps: int) -> np.ndarray:
     """Average soft assignments ``steps`` times over each cell's graph neighbourhood (itself included).
 

@@ -17,14 +17,7 @@ import torch
 
 from . import checkpoint
 from ._device import resolve_device
-from .clustering import (
-    consensus,
-    estimate_n_clusters,
-    hard_clusters,
-    kmeans_centres,
-    smooth_assignments,
-    split_and_merge,
-)
+from .clustering import estimate_n_clusters, hard_clusters, kmeans_centres, smooth_assignments, split_and_merge
 from .data import CellGraph, make_batch, resolve_batch_size
 from .errors import ScdefrError
 from .nn import SCDEFRModule, soft_assignment
@@ -41,9 +34,8 @@ READOUTS = {
     "{steps} random-walk steps of the cell graph",
     "kmeans": "argmax of the soft assignment (Student's t kernel) to KMeans centres of z, averaged over "
     "{steps} random-walk steps of the cell graph",
-    "merge": "KMeans of z into {factor} x K pieces merged over the cell graph down to K, {repeats} times from "
-    "different seeds; each cell's share of the repeats in each cluster, averaged over {steps} random-walk steps "
-    "of the cell graph",
+    "merge": "KMeans of z into {factor} x K pieces merged over the cell graph down to K, each cell's cluster "
+    "averaged over {steps} random-walk steps of the graph",
 }
 
 
@@ -188,12 +180,10 @@ class SCDEFR:
             centres, _ = kmeans_centres(z.cpu().numpy(), n_clusters, n_init=self.clusters.kmeans_n_init, seed=self.seed)
             q = soft_assignment(z, torch.as_tensor(centres, device=z.device))
         elif self.clusters.readout == "merge":
-            embedding, factor = z.cpu().numpy(), self.clusters.merge_factor
-            labelings = [
-                split_and_merge(embedding, self.graph.adjacency, n_clusters, factor=factor, seed=self.seed + repeat)
-                for repeat in range(self.clusters.merge_repeats)
-            ]
-            q = torch.as_tensor(consensus(labelings, n_clusters))
+            labels = split_and_merge(
+                z.cpu().numpy(), self.graph.adjacency, n_clusters, factor=self.clusters.merge_factor, seed=self.seed
+            )
+            q = torch.nn.functional.one_hot(torch.as_tensor(labels), n_clusters).float()
         soft = smooth_assignments(q.cpu().numpy(), self.graph.adjacency, self.clusters.smoothing_steps)
         soft, clusters = hard_clusters(soft)
         return z.cpu().numpy(), soft, clusters
@@ -244,9 +234,7 @@ class SCDEFR:
             "n_clusters": int(self.module.config["n_clusters"]),
             "n_clusters_choice": _writable(self.state.n_clusters_info),
             "cluster_assignment": READOUTS[self.clusters.readout].format(
-                factor=self.clusters.merge_factor,
-                repeats=self.clusters.merge_repeats,
-                steps=self.clusters.smoothing_steps,
+                factor=self.clusters.merge_factor, steps=self.clusters.smoothing_steps
             ),
             "history": history,
             "versions": {

@@ -161,14 +161,10 @@ class ClusterOptions(Options):
         "centres",
         "how cells get their cluster from the trained model: centres = soft assignments Q to the learned "
         "centres; kmeans = to the centres KMeans fits on the final embedding; merge = KMeans of the final "
-        "embedding into merge_factor x K pieces merged over the cell graph down to K, merge_repeats times, "
-        "and the share of repeats that agree; each then averaged over smoothing_steps of the graph before "
-        "the argmax",
+        "embedding into merge_factor x K pieces merged over the cell graph down to K; each then averaged "
+        "over smoothing_steps of the graph before the argmax",
     )
     merge_factor: int = option(5, "pieces per cluster that readout merge cuts the embedding into", low=1)
-    merge_repeats: int = option(
-        5, "KMeans seeds of readout merge: a cell's cluster is their consensus, its probability their agreement", low=1
-    )
 
 
 @dataclass(frozen=True)
