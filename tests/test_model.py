@@ -355,3 +355,20 @@ def test_merge_read_out_of_the_model():
     assert adjusted_rand_score(adata.obs["cell_type"], adata.obs["scdefr_cluster"]) > 0.9
     assert "merged over the cell graph" in adata.uns["scdefr"]["cluster_assignment"]
     np.testing.assert_allclose(adata.obsm["scdefr_soft"].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_merge_read_out_without_smoothing_keeps_the_merged_clusters_and_scores_their_neighbourhoods():
+    """No averaging: every cell keeps its merged cluster (all K filled), and its soft row is the share of
+    its graph neighbours in each cluster, so cells at a border have less than 1 for their own cluster."""
+    from scdefr.adjacency import smooth
+    from scdefr.export import clusters_table
+
+    adata = make_graph_adata()
+    tl.scdefr(adata, 4, readout="merge", smoothing_steps=0, **ACCURATE)
+    clusters = adata.obs["scdefr_cluster"]
+    assert len(clusters.cat.categories) == 4 and clusters.value_counts().min() > 0
+    one_hot = np.eye(4)[clusters.cat.codes.to_numpy()]
+    np.testing.assert_allclose(adata.obsm["scdefr_soft"], smooth(one_hot, adata.obsp["scdefr_adjacency"], 1), atol=1e-6)
+    own = clusters_table(adata)["probability"].to_numpy()
+    np.testing.assert_allclose(own, adata.obsm["scdefr_soft"][np.arange(adata.n_obs), clusters.cat.codes], atol=1e-6)
+    assert 0.5 < own.mean() < 1.0 and own.max() == pytest.approx(1.0)

@@ -282,8 +282,8 @@ def smooth_assignments(soft: np.ndarray, adjacency, steps: int) -> np.ndarray:
     return graph_ops.smooth(soft, adjacency, steps)
 
 
-def hard_clusters(soft: np.ndarray) -> tuple[np.ndarray, pd.Categorical]:
-    """Assign each cell to the argmax of its row, clusters numbered ``'0'..'K-1'`` by size.
+def hard_clusters(soft: np.ndarray, labels: np.ndarray | None = None) -> tuple[np.ndarray, pd.Categorical]:
+    """Assign each cell to the argmax of its row (or to ``labels``), clusters numbered ``'0'..'K-1'`` by size.
 
     Clusters are numbered largest first, as scanpy numbers Leiden communities. A cluster that holds
     no cell keeps its column (last) but is no category, with a warning.
@@ -292,6 +292,8 @@ def hard_clusters(soft: np.ndarray) -> tuple[np.ndarray, pd.Categorical]:
     ----------
     soft
         Cells x clusters soft assignments.
+    labels
+        Each cell's cluster (a column of ``soft``) where it is not the argmax of its row.
 
     Returns
     -------
@@ -300,7 +302,7 @@ def hard_clusters(soft: np.ndarray) -> tuple[np.ndarray, pd.Categorical]:
     clusters : pandas.Categorical
         Each cell's cluster.
     """
-    labels = soft.argmax(axis=1)
+    labels = soft.argmax(axis=1) if labels is None else labels
     sizes = np.bincount(labels, minlength=soft.shape[1])
     order = np.argsort(-sizes, kind="stable")
     n_filled = int((sizes > 0).sum())

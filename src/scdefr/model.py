@@ -34,8 +34,9 @@ READOUTS = {
     "{steps} random-walk steps of the cell graph",
     "kmeans": "argmax of the soft assignment (Student's t kernel) to KMeans centres of z, averaged over "
     "{steps} random-walk steps of the cell graph",
-    "merge": "KMeans of z into {factor} x K pieces merged over the cell graph down to K, each cell's cluster "
-    "averaged over {steps} random-walk steps of the graph",
+    "merge": "KMeans of z into {factor} x K pieces merged over the cell graph down to K, averaged over {steps} "
+    "random-walk steps of the graph (none: the merged clusters, and as soft assignment the share of each cell's "
+    "graph neighbours in each cluster)",
 }
 
 
@@ -159,10 +160,13 @@ class SCDEFR:
             The fused embedding z, cells x its size.
         soft : numpy.ndarray
             The soft assignments (to the learned centres, Q, or with ``readout='kmeans'`` to KMeans
-            centres of z) averaged over the cell graph (:func:`scdefr.tl.smooth_assignments`), columns
-            in cluster order.
+            centres of z, or with ``readout='merge'`` the merged clusters as one-hot rows) averaged over
+            ``smoothing_steps`` random-walk steps of the cell graph (:func:`scdefr.tl.smooth_assignments`);
+            with ``readout='merge'`` and no smoothing, the share of each cell's graph neighbours in each
+            cluster. Columns in cluster order.
         clusters : pandas.Categorical
-            Each cell's cluster, the argmax of ``soft``: categories ``'0'..'K-1'`` by size.
+            Each cell's cluster, the argmax of ``soft`` (with ``readout='merge'`` and no smoothing, the
+            merged clusters): categories ``'0'..'K-1'`` by size.
 
         Raises
         ------
@@ -184,6 +188,10 @@ class SCDEFR:
                 z.cpu().numpy(), self.graph.adjacency, n_clusters, factor=self.clusters.merge_factor, seed=self.seed
             )
             q = torch.nn.functional.one_hot(torch.as_tensor(labels), n_clusters).float()
+            if self.clusters.smoothing_steps == 0:
+                # the clusters as merged; soft: the share of each cell's graph neighbours in each cluster
+                soft = smooth_assignments(q.numpy(), self.graph.adjacency, 1)
+                return z.cpu().numpy(), *hard_clusters(soft, labels)
         soft = smooth_assignments(q.cpu().numpy(), self.graph.adjacency, self.clusters.smoothing_steps)
         soft, clusters = hard_clusters(soft)
         return z.cpu().numpy(), soft, clusters

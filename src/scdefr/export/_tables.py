@@ -10,7 +10,7 @@ from ..errors import ScdefrError
 
 
 def clusters_table(adata) -> pd.DataFrame:
-    """Tabulate each cell's cluster and the soft-assignment probability of that cluster.
+    """Tabulate each cell's cluster and its soft assignment to that cluster (``probability``).
 
     Parameters
     ----------
@@ -22,14 +22,20 @@ def clusters_table(adata) -> pd.DataFrame:
     pandas.DataFrame
         One row per cell: ``cell_id``, ``cluster`` and ``probability``.
     """
-    soft = np.asarray(adata.obsm["scdefr_soft"])
     return pd.DataFrame(
         {
             "cell_id": adata.obs_names.to_numpy(),
             "cluster": adata.obs["scdefr_cluster"].astype(str).to_numpy(),
-            "probability": soft.max(axis=1),
+            "probability": own_cluster_share(adata),
         }
     )
+
+
+def own_cluster_share(adata) -> np.ndarray:
+    """Each cell's entry of ``obsm['scdefr_soft']`` in the column of its own cluster (the columns are in
+    the clusters' order)."""
+    soft = np.asarray(adata.obsm["scdefr_soft"])
+    return soft[np.arange(adata.n_obs), adata.obs["scdefr_cluster"].cat.codes.to_numpy()]
 
 
 def embedding_table(adata) -> pd.DataFrame:
@@ -80,7 +86,6 @@ def compute_metrics(adata, label_key: str | None = None, *, seed: int = 0) -> di
     clusters = adata.obs["scdefr_cluster"].astype(str).to_numpy()
     categories = [str(c) for c in adata.obs["scdefr_cluster"].astype("category").cat.categories]
     sizes = pd.Series(clusters).value_counts().reindex(categories, fill_value=0)
-    soft = np.asarray(adata.obsm["scdefr_soft"])
     trained = adata.uns["scdefr"]
     result = {
         "n_cells": int(adata.n_obs),
@@ -89,7 +94,7 @@ def compute_metrics(adata, label_key: str | None = None, *, seed: int = 0) -> di
         "cluster_sizes": {name: int(size) for name, size in sizes.items()},
         "silhouette": metrics.silhouette(adata.obsm["X_scdefr"], clusters, seed=seed),
         "silhouette_cells": int(min(adata.n_obs, metrics.SILHOUETTE_MAX_CELLS)),
-        "mean_probability": float(soft.max(axis=1).mean()),
+        "mean_probability": float(own_cluster_share(adata).mean()),
         "n_clusters_choice": _plain(trained.get("n_clusters_choice", {})),
     }
     if label_key is not None:

@@ -152,7 +152,8 @@ class ClusterOptions(Options):
         4,
         "random-walk steps of the cell graph the soft assignments are averaged over before the argmax",
         low=0,
-        zero="argmax of Q itself",
+        zero="no averaging (readout merge: the merged clusters, each cell's soft row the share of its graph "
+        "neighbours per cluster)",
     )
     kmeans_n_init: int = option(
         20, "KMeans restarts of the cluster-centre initialisation (and of readout kmeans)", low=1
