@@ -33,9 +33,12 @@ def test_the_left_out_dataset_does_not_choose_its_own_candidate(protocol):
     # without d2, a leads (0.9 + 0.5 + 0.5 against 0.2 + 0.6 + 0.6)
     assert chosen.loc["d2", "read_out"] == "a" and chosen.loc["d2", "ari"] == pytest.approx(0.5)
     assert chosen.loc["d2", "sd"] == pytest.approx(0.01)
-    # a candidate missing a dataset does not compete
+    # a candidate missing a dataset does not compete, nor one that emptied a requested cluster
     partial = pd.DataFrame(rows + [{"read_out": "c", "dataset": "d2", "seed": 0, "ari": 1.0}])
     assert "c" not in set(protocol.leave_one_out(partial, ["d1", "d2", "d3", "d4"])["read_out"])
+    sized = pd.DataFrame(rows).assign(K=4, n_clusters=4)
+    sized.loc[(sized["read_out"] == "b") & (sized["dataset"] == "d3") & (sized["seed"] == 0), "n_clusters"] = 3
+    assert set(protocol.leave_one_out(sized, ["d1", "d2", "d3", "d4"])["read_out"]) == {"a"}
 
 
 def test_every_candidate_read_out_is_a_valid_package_option_set(protocol):
@@ -79,6 +82,6 @@ def test_the_report_sets_the_left_out_score_beside_the_best_baseline(protocol, t
         for method, ari in (("leiden_default", 0.4), ("leiden_true_k", 0.6), ("kmeans_pca", 0.55))
     ]
     pd.DataFrame(bases).to_csv(tmp_path / protocol.BASELINES_FILE, index=False)
-    report = protocol.lodo_report("centres_s4")
-    assert f"| {datasets[0]} | 0.700 ± 0.000 | merge5_s0 | 0.500 ± 0.000 | 0.500 ± 0.000 |" in report
+    report = protocol.lodo_report("merge5_s0", "centres_s4")
+    assert f"| {datasets[0]} | 0.700 ± 0.000 | merge5_s0 | 0.700 ± 0.000 | 0.700 ± 0.000 | 0.500 ± 0.000 |" in report
     assert "| +0.100 |" in report and "Above the target on 3 of 3" in report

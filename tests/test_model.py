@@ -13,7 +13,7 @@ from scdefr import checkpoint, tl
 from scdefr.adjacency import normalized_adjacency
 from scdefr.errors import ScdefrError
 from scdefr.model import SCDEFR
-from scdefr.options import PRESETS, ClusterOptions
+from scdefr.options import PRESETS
 from scdefr.plan import TrainingPlan
 
 
@@ -162,11 +162,11 @@ def test_clusters_are_the_argmax_of_q_smoothed_over_the_graph(tmp_path, monkeypa
     """Smoothing changes only the read-out: the same run with 0 steps gives the same embedding, and
     its Q smoothed by tl.smooth_assignments is what the default run stores."""
     default, raw = make_graph_adata(), make_graph_adata()
-    tl.scdefr(default, 4, seed=2, **QUICK)
-    tl.scdefr(raw, 4, seed=2, smoothing_steps=0, **QUICK)
+    steps = 4
+    tl.scdefr(default, 4, seed=2, readout="centres", smoothing_steps=steps, **QUICK)
+    tl.scdefr(raw, 4, seed=2, readout="centres", smoothing_steps=0, **QUICK)
     np.testing.assert_array_equal(default.obsm["X_scdefr"], raw.obsm["X_scdefr"])
-    steps = ClusterOptions.smoothing_steps
-    assert steps > 0 and default.uns["scdefr"]["params"]["clusters"]["smoothing_steps"] == steps
+    assert default.uns["scdefr"]["params"]["clusters"]["smoothing_steps"] == steps
     expected = tl.smooth_assignments(raw.obsm["scdefr_soft"], raw.obsp["scdefr_adjacency"], steps)
     # the read-out numbers clusters by size: the same columns, matched by the cells they hold
     order = (default.obsm["scdefr_soft"].T @ expected).argmax(axis=1)
@@ -177,7 +177,7 @@ def test_clusters_are_the_argmax_of_q_smoothed_over_the_graph(tmp_path, monkeypa
     )
 
     # a cluster that no cell's argmax picks is no category (its column stays, last), and the log says so
-    model = SCDEFR(make_graph_adata(), 4, seed=2, **QUICK).fit()
+    model = SCDEFR(make_graph_adata(), 4, seed=2, readout="centres", **QUICK).fit()
     infer = model.module.infer
 
     def without_cluster_3(*args, **kwargs):

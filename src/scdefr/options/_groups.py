@@ -149,7 +149,7 @@ class ClusterOptions(Options):
     leiden_resolution: float = option(0.1, "Leiden resolution of n_clusters_method leiden", low=0, low_open=True)
     max_clusters: int = option(30, "largest K that auto may choose", low=2)
     smoothing_steps: int = option(
-        4,
+        0,
         "random-walk steps of the cell graph the soft assignments are averaged over before the argmax",
         low=0,
         zero="no averaging (readout merge: the merged clusters, each cell's soft row the share of its graph "
@@ -159,7 +159,7 @@ class ClusterOptions(Options):
         20, "KMeans restarts of the cluster-centre initialisation (and of readout kmeans)", low=1
     )
     readout: Readout = option(
-        "centres",
+        "merge",
         "how cells get their cluster from the trained model: centres = soft assignments Q to the learned "
         "centres; kmeans = to the centres KMeans fits on the final embedding; merge = KMeans of the final "
         "embedding into merge_factor x K pieces merged over the cell graph down to K; each then averaged "
