@@ -269,7 +269,7 @@ def main(argv=None):
     parser.add_argument("--cache", type=Path, default=Path("scdefr_protocol"), help="simulations and fitted models")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--read-outs", nargs="+", default=list(READOUTS), choices=list(READOUTS), help="to score")
-    parser.add_argument("--default", default="merge5_s0", choices=list(READOUTS), help="the shipped read-out")
+    parser.add_argument("--default", default="merge8_s0", choices=list(READOUTS), help="the shipped read-out")
     parser.add_argument("--previous", default="centres_s4", choices=list(READOUTS), help="the read-out it replaced")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

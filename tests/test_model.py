@@ -27,7 +27,9 @@ def test_recovers_planted_types_and_writes_contract(tmp_path):
     assert adata.obsm["X_scdefr"].shape == (adata.n_obs, 8)
     soft = adata.obsm["scdefr_soft"]
     np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_array_equal(soft.argmax(axis=1).astype(str), adata.obs["scdefr_cluster"].astype(str))
+    # default read-out: a cell's row is the share of its graph neighbourhood (itself included) per cluster
+    codes = adata.obs["scdefr_cluster"].cat.codes.to_numpy()
+    assert (soft[np.arange(adata.n_obs), codes] > 0).all() and (soft.argmax(axis=1) == codes).mean() > 0.9
     summary = adata.uns["scdefr"]
     assert summary["n_clusters"] == 4 and summary["n_clusters_choice"]["method"] == "given"
     assert len(summary["history"]["pretrain"]["loss"]) == 120 and len(summary["history"]["joint"]["kl"]) == 20

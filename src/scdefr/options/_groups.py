@@ -165,7 +165,7 @@ class ClusterOptions(Options):
         "embedding into merge_factor x K pieces merged over the cell graph down to K; each then averaged "
         "over smoothing_steps of the graph before the argmax",
     )
-    merge_factor: int = option(5, "pieces per cluster that readout merge cuts the embedding into", low=1)
+    merge_factor: int = option(8, "pieces per cluster that readout merge cuts the embedding into", low=1)
 
 
 @dataclass(frozen=True)
