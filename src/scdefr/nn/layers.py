@@ -9,7 +9,7 @@ from torch.utils.checkpoint import checkpoint
 
 
 # Ours rather than torch_geometric.nn.TAGConv: the same output, but propagating the output width instead of the
-# genes takes 2.4x less memory and 1.7x less time per layer at 100,000 cells (benchmarks/tagconv_cost.py).
+# genes takes less time and memory per layer (BENCHMARKS.md, benchmarks/tagconv_cost.py).
 class TAGConv(nn.Module):
     r"""Topology-adaptive graph convolution (Du et al. 2017), with PyTorch Geometric's semantics.
 
