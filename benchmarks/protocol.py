@@ -11,7 +11,9 @@ with the true k. The target of a dataset is the best of the three.
 
     python benchmarks/protocol.py baselines                  # the three baselines, all sets x seeds 0-2
     python benchmarks/protocol.py train --k true auto        # scDEFR runs (package defaults), cached
-    python benchmarks/protocol.py lodo --markdown            # the left-out table
+    python benchmarks/protocol.py lodo                       # the left-out table
+    python benchmarks/protocol.py ablate --seeds 0           # parts of the method switched off
+    python benchmarks/protocol.py ensemble                   # consensus of the cached seeds' clusterings
 
 ``train`` fits each (dataset, seed) once per K mode, pre-training shared between the modes, and
 keeps each fitted model as a checkpoint in ``--cache``; every candidate read-out is then the
@@ -36,6 +38,7 @@ logger = logging.getLogger("benchmarks.protocol")
 
 BASELINES_FILE = "protocol_baselines.csv"
 SCORES_FILE = "protocol_scores.csv"
+ABLATIONS_FILE = "protocol_ablations.csv"
 BASELINES = ("leiden_default", "leiden_true_k", "kmeans_pca")
 
 # Unequal type sizes, from easy to hard (marker fold change; 0.8 is the simulator's default). Each is
@@ -61,9 +64,21 @@ MERGE_FACTORS = (3, 5, 8, 12, 16)
 READOUTS = {
     **{f"{readout}_s{steps}": dict(readout=readout, smoothing_steps=steps) for readout in ("centres", "kmeans")
        for steps in (0, 4)},
-    **{f"merge{factor}_s{steps}": dict(readout="merge", merge_factor=factor, smoothing_steps=steps)
+    **{f"merge{factor}_s{steps}": dict(readout="merge", merge_factor=factor, smoothing_steps=steps,
+                                       merge_restarts=1)
        for factor in MERGE_FACTORS for steps in (0, 4)},
+    **{f"merge{factor}_s0_r{restarts}": dict(readout="merge", merge_factor=factor, smoothing_steps=0,
+                                             merge_restarts=restarts)
+       for factor in (5, 8, 12) for restarts in (3, 5, 10)},
 }  # fmt: skip
+
+# One part of the method switched off each (keywords of the package's options), trained with the true
+# k and read out with the package's default, against the cached default runs of the same seeds.
+ABLATIONS = {
+    "no_graph_loss": dict(weight_rec_pretrain=0.0, weight_rec=0.0),
+    "no_neighbours_in_graph_encoder": dict(tag_hops=0),
+    "autoencoder_reads_itself": dict(sigma=1.0),
+}
 
 
 def counts_path(name: str, cache: Path) -> Path:
@@ -201,6 +216,96 @@ def train(datasets, seeds, k_modes, cache: Path, readouts=tuple(READOUTS)) -> No
             )  # fmt: skip
 
 
+def ablate(settings, datasets, seeds, cache: Path, default: str) -> str:
+    """Fit each setting of ``ABLATIONS`` not yet scored (true k) and table it beside the default read-out
+    of the cached default models (``train --k true`` first)."""
+    from scdefr.model import SCDEFR
+
+    path = RESULTS_DIR / ABLATIONS_FILE
+    done = set()
+    if path.exists():
+        done = set(pd.read_csv(path)[["dataset", "seed", "setting"]].itertuples(index=False, name=None))
+    for name in datasets:
+        for seed in seeds:
+            for setting in (s for s in settings if (name, seed, s) not in done):
+                adata, truth = graph_input(name, seed, cache)
+                with stopwatch() as timing:
+                    model = SCDEFR(adata, len(set(truth)), seed=seed, **ABLATIONS[setting]).fit()
+                model.clusters = dataclasses.replace(model.clusters, **READOUTS[default])
+                _, _, clusters = model.predict()
+                row = {"dataset": name, "seed": seed, "setting": setting, "read_out": default,
+                       "K": len(set(truth)), "n_clusters": len(clusters.categories),
+                       "fit_s": round(timing["seconds"], 1), **score(truth, np.asarray(clusters))}  # fmt: skip
+                append_rows(ABLATIONS_FILE, [row])
+                logger.info("%s seed %d %s: ARI %.3f", name, seed, setting, row["ari"])
+    return ablation_report(default, datasets, seeds)
+
+
+def ablation_report(default: str, datasets, seeds) -> str:
+    """Each ablation's ARI minus the default's, per dataset (mean over the seeds both have)."""
+    ablations = pd.read_csv(RESULTS_DIR / ABLATIONS_FILE)
+    scores = pd.read_csv(RESULTS_DIR / SCORES_FILE)
+    scores = scores[(scores["k_mode"] == "true") & (scores["read_out"] == default)].assign(setting="default")
+    both = pd.concat([scores, ablations[ablations["read_out"] == default]])
+    both = both[both["dataset"].isin(datasets) & both["seed"].isin(seeds)]
+    both = both.drop_duplicates(["dataset", "seed", "setting"], keep="last")
+    table = both.pivot_table(index="dataset", columns="setting", values="ari", aggfunc="mean")
+    settings = [setting for setting in ABLATIONS if setting in table]
+    table = table.reindex([name for name in datasets if name in table.index]).dropna(subset=settings, how="all")
+    deltas = table[settings].sub(table["default"], axis=0)
+    header = ["dataset", f"default ({default})", *(f"{setting} - default" for setting in settings)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in [*table.index, "mean"]:
+        base = table["default"].mean() if name == "mean" else table.loc[name, "default"]
+        changes = deltas.mean() if name == "mean" else deltas.loc[name]
+        lines.append("| " + " | ".join([name, f"{base:.3f}", *(f"{changes[s]:+.3f}" for s in settings)]) + " |")
+    return "\n".join(lines)
+
+
+def consensus(members: list[np.ndarray], n_clusters: int, seed: int) -> dict[str, np.ndarray]:
+    """Two consensus clusterings of a seed ensemble: the majority vote after matching each member's
+    clusters to the first's (Hungarian), and KMeans of the members' one-hot assignments side by side,
+    whose squared distance between two cells is twice the number of members that split them."""
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.cluster import KMeans
+
+    matched = [members[0]]
+    for labels in members[1:]:
+        overlap = np.zeros((n_clusters, n_clusters))
+        np.add.at(overlap, (labels, members[0]), 1)
+        rows, cols = linear_sum_assignment(-overlap)
+        matched.append(cols[np.argsort(rows)][labels])
+    votes = np.stack([np.bincount(cell, minlength=n_clusters) for cell in np.stack(matched, axis=1)])
+    one_hot = np.hstack([np.eye(n_clusters)[labels] for labels in members])
+    return {
+        "vote": votes.argmax(axis=1),
+        "coassignment_kmeans": KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(one_hot),
+    }
+
+
+def ensemble(datasets, seeds, cache: Path, default: str) -> str:
+    """Score the consensus of the cached true-k models of ``seeds`` (one ensemble per dataset) against
+    their single runs, all read out with ``default``."""
+    from scdefr.model import SCDEFR
+
+    lines = ["| dataset | single runs (mean) | vote | coassignment_kmeans |", "|---|---|---|---|"]
+    for name in datasets:
+        members, truth = [], None
+        for seed in seeds:
+            adata, truth = graph_input(name, seed, cache)
+            model = SCDEFR.load(checkpoint_path(cache, name, seed, "true"), adata)
+            model.clusters = dataclasses.replace(model.clusters, **READOUTS[default])
+            members.append(np.asarray(model.predict()[2]).astype(int))
+        n_clusters = len(set(truth))
+        singles = np.mean([score(truth, labels)["ari"] for labels in members])
+        found = consensus(members, n_clusters, seeds[0])
+        cells = [f"{score(truth, labels)['ari']:.3f}" + ("" if len(set(labels)) == n_clusters else
+                 f" ({len(set(labels))} of {n_clusters} clusters)") for labels in found.values()]  # fmt: skip
+        lines.append(f"| {name} | {singles:.3f} | " + " | ".join(cells) + " |")
+        logger.info("%s", lines[-1])
+    return "\n".join(lines)
+
+
 # --- leave one dataset out ------------------------------------------------------------------------
 
 
@@ -262,15 +367,16 @@ def lodo_report(default: str, previous: str) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("baselines", "train", "lodo"))
+    parser.add_argument("command", choices=("baselines", "train", "lodo", "ablate", "ensemble"))
     parser.add_argument("--datasets", nargs="+", default=list(ALL_DATASETS), choices=ALL_DATASETS)
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--k", nargs="+", choices=("true", "auto"), default=["true"], dest="k_modes")
     parser.add_argument("--cache", type=Path, default=Path("scdefr_protocol"), help="simulations and fitted models")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--read-outs", nargs="+", default=list(READOUTS), choices=list(READOUTS), help="to score")
-    parser.add_argument("--default", default="merge8_s0", choices=list(READOUTS), help="the shipped read-out")
-    parser.add_argument("--previous", default="centres_s4", choices=list(READOUTS), help="the read-out it replaced")
+    parser.add_argument("--default", default="merge8_s0_r5", choices=list(READOUTS), help="the shipped read-out")
+    parser.add_argument("--previous", default="merge8_s0", choices=list(READOUTS), help="the read-out it replaced")
+    parser.add_argument("--ablations", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS), help="to fit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from scdefr import settings
@@ -282,6 +388,10 @@ def main(argv=None):
         run_baselines(args.datasets, args.seeds, args.cache)
     elif args.command == "train":
         train(args.datasets, args.seeds, args.k_modes, args.cache, args.read_outs)
+    elif args.command == "ablate":
+        print(ablate(args.ablations, args.datasets, args.seeds, args.cache, args.default))
+    elif args.command == "ensemble":
+        print(ensemble(args.datasets, args.seeds, args.cache, args.default))
     else:
         print(lodo_report(args.default, args.previous))
 

@@ -29,8 +29,17 @@ SAMPLE = "sim"
 # Small and quick, as the unit tests: a few hundred cells, a few epochs.
 SIMULATION = ["--n-cells", "400", "--n-genes", "1000", "--n-clusters", "4", "--seed", "0"]
 PARAMS = {
-    "input": "samplesheet.csv", "outdir": "results", "min_genes": 10, "min_cells": 3, "n_top_genes": 500,
-    "n_pcs": 20, "n_neighbors": 10, "n_clusters": 4, "pretrain_epochs": 5, "epochs": 5, "seed": 0,
+    "input": "samplesheet.csv",
+    "outdir": "results",
+    "min_genes": 10,
+    "min_cells": 3,
+    "n_top_genes": 500,
+    "n_pcs": 20,
+    "n_neighbors": 10,
+    "n_clusters": 4,
+    "pretrain_epochs": 5,
+    "epochs": 5,
+    "seed": 0,
     "label_key": "cell_type",
 }
 STEPS = [
@@ -49,12 +58,29 @@ def log(message: str) -> None:
     print(f"run_modules: {message}", flush=True)
 
 
-def container_run(engine: str, image: str, work: Path, taskdir: Path, user: str, command: list[str]) -> subprocess.CompletedProcess:
+def container_run(
+    engine: str, image: str, work: Path, taskdir: Path, user: str, command: list[str]
+) -> subprocess.CompletedProcess:
     """One container as Nextflow starts it, plus no network (the steps need none)."""
     return subprocess.run(
-        [engine, "run", "--rm", "-i", "--network", "none", "--user", user,
-         "-v", f"{work}:{work}", "-w", str(taskdir), image, *command],
-        capture_output=True, text=True,
+        [
+            engine,
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            "none",
+            "--user",
+            user,
+            "-v",
+            f"{work}:{work}",
+            "-w",
+            str(taskdir),
+            image,
+            *command,
+        ],
+        capture_output=True,
+        text=True,
     )
 
 
@@ -88,8 +114,9 @@ def render(step: str, process: str, input_path: Path, cpus: int) -> dict:
     return task
 
 
-def run_task(engine: str, registry: str, work: Path, user: str, index: int, step: str, process: str,
-             input_path: Path, cpus: int) -> Path:
+def run_task(
+    engine: str, registry: str, work: Path, user: str, index: int, step: str, process: str, input_path: Path, cpus: int
+) -> Path:
     task = render(step, process, input_path, cpus)
     image = image_of(task, registry)
     taskdir = work / f"{index:02d}-{step}"
@@ -118,13 +145,19 @@ def run_task(engine: str, registry: str, work: Path, user: str, index: int, step
         f'"{task["qualified_name"]}":\n' + "".join(f"    {tool}: {version}\n" for tool, version in versions.items())
     )
 
-    patterns = [element["value"] for output in task["outputs"] if not output["optional"]
-                for element in output["elements"] if element["kind"] == "path"]
+    patterns = [
+        element["value"]
+        for output in task["outputs"]
+        if not output["optional"]
+        for element in output["elements"]
+        if element["kind"] == "path"
+    ]
     matched = harness.call("match", {"workdir": str(taskdir), "patterns": patterns, "inputs": [input_path.name]})
     missing = [pattern for pattern, files in matched.items() if not files]
     if missing:
         raise TierFailure(f"{process}: declared outputs missing from {taskdir}: {missing}")
-    log(f"{process} done in {time.monotonic() - started:.0f} s: {sorted(f for files in matched.values() for f in files)}")
+    produced = sorted(f for files in matched.values() for f in files)
+    log(f"{process} done in {time.monotonic() - started:.0f} s: {produced}")
 
     (main_output,) = matched[patterns[0]]
     return taskdir / main_output
@@ -165,7 +198,9 @@ def main() -> int:
     parser.add_argument("--engine", required=True, help="docker or podman (or a path to either)")
     parser.add_argument("--work", type=Path, required=True, help="empty work root (like Nextflow's work/)")
     parser.add_argument("--registry", default="", help="registry/organisation prefix of the images, as docker.registry")
-    parser.add_argument("--user", default=None, help="UID:GID in the containers (default: yours; a non-root one if you are root)")
+    parser.add_argument(
+        "--user", default=None, help="UID:GID in the containers (default: yours; a non-root one if you are root)"
+    )
     parser.add_argument("--cpus", type=int, default=2)
     args = parser.parse_args()
 
@@ -184,8 +219,9 @@ def main() -> int:
     inputs.mkdir()
     hand_over(inputs, user)
     qc_image = image_of(render("qc", "SCDEFR_QC", inputs / f"{SAMPLE}.h5ad", 1), args.registry)
-    done = container_run(args.engine, qc_image, work, inputs, user,
-                         ["scdefr", "simulate", *SIMULATION, "--output", f"{SAMPLE}.h5ad"])
+    done = container_run(
+        args.engine, qc_image, work, inputs, user, ["scdefr", "simulate", *SIMULATION, "--output", f"{SAMPLE}.h5ad"]
+    )
     if done.returncode != 0:
         raise TierFailure(f"scdefr simulate failed:\n{done.stderr[-4000:]}")
     current = inputs / f"{SAMPLE}.h5ad"

@@ -85,3 +85,37 @@ def test_the_report_sets_the_left_out_score_beside_the_best_baseline(protocol, t
     report = protocol.lodo_report("merge5_s0", "centres_s4")
     assert f"| {datasets[0]} | 0.700 ± 0.000 | merge5_s0 | 0.700 ± 0.000 | 0.700 ± 0.000 | 0.500 ± 0.000 |" in report
     assert "| +0.100 |" in report and "Above the target on 3 of 3" in report
+
+
+def test_every_ablation_is_a_valid_package_option_set(protocol):
+    from scdefr.options import NetworkOptions, TrainingOptions
+
+    names = set(NetworkOptions.names()) | set(TrainingOptions.names())
+    for options in protocol.ABLATIONS.values():
+        assert set(options) <= names
+        NetworkOptions(**{k: v for k, v in options.items() if k in NetworkOptions.names()})
+        TrainingOptions(**{k: v for k, v in options.items() if k in TrainingOptions.names()})
+
+
+def test_the_ablation_table_subtracts_the_default_of_the_same_seeds(protocol, tmp_path):
+    scores = [
+        {"dataset": "d1", "seed": seed, "k_mode": mode, "read_out": "merge8_s0", "ari": 0.6 + 0.1 * seed + offset}
+        for seed in (0, 1, 2)
+        for mode, offset in (("true", 0.0), ("auto", 0.2))
+    ]
+    pd.DataFrame(scores).to_csv(tmp_path / protocol.SCORES_FILE, index=False)
+    ablations = [{"dataset": "d1", "seed": 0, "setting": "no_graph_loss", "read_out": "merge8_s0", "ari": 0.55}]
+    pd.DataFrame(ablations).to_csv(tmp_path / protocol.ABLATIONS_FILE, index=False)
+    report = protocol.ablation_report("merge8_s0", ["d1"], [0])
+    # seed 0 with the true k only: 0.55 - 0.60, not against the mean of three seeds nor auto
+    assert "| d1 | 0.600 | -0.050 |" in report and "| mean | 0.600 | -0.050 |" in report
+
+
+def test_the_consensus_sees_through_relabelled_members(protocol):
+    first = np.repeat([0, 1, 2], 20)
+    relabelled = (first + 1) % 3
+    dissenting = first.copy()
+    dissenting[:5] = 1  # five cells of cluster 0 moved by one member only
+    found = protocol.consensus([first, relabelled, dissenting], 3, seed=0)
+    for labels in found.values():
+        assert protocol.score(first, labels)["ari"] == pytest.approx(1.0)

@@ -351,6 +351,47 @@ def test_merge_read_out_keeps_a_large_type_whole_and_a_small_one_apart():
     assert adjusted_rand_score(types, split_and_merge(points, sp.csr_matrix(adjacency), 2, factor=5, seed=0)) == 1.0
 
 
+def test_modularity_of_a_partition_matches_igraph():
+    import igraph
+    from sklearn.neighbors import kneighbors_graph
+
+    from scdefr.clustering import graph_modularity
+
+    points = np.random.default_rng(1).normal(size=(60, 3))
+    knn = kneighbors_graph(points, 5, mode="distance")
+    adjacency = knn.maximum(knn.T).tocoo()
+    labels = (points[:, 0] > 0).astype(int) + 2 * (points[:, 1] > 0)
+    upper = adjacency.row < adjacency.col
+    graph = igraph.Graph(
+        n=60,
+        edges=list(zip(adjacency.row[upper], adjacency.col[upper], strict=True)),
+        edge_attrs={"w": adjacency.data[upper]},
+    )
+    assert graph_modularity(labels, adjacency) == pytest.approx(graph.modularity(labels.tolist(), weights="w"))
+
+
+def test_merge_restarts_keep_the_most_modular_run():
+    """Restarts only add candidates: the first run is the single run, and the kept one is at least as
+    modular as every run."""
+    import scipy.sparse as sp
+    from sklearn.cluster import KMeans
+    from sklearn.neighbors import kneighbors_graph
+
+    from scdefr.clustering import graph_modularity, merge_clusters, split_and_merge
+
+    rng = np.random.default_rng(2)
+    points = np.concatenate([rng.normal(centre, 1.0, (80, 4)) for centre in (0, 2.5, 5)])
+    knn = kneighbors_graph(points, 8)
+    adjacency = sp.csr_matrix(knn.maximum(knn.T))
+    single = split_and_merge(points, adjacency, 3, factor=8, seed=0)
+    kept = split_and_merge(points, adjacency, 3, factor=8, seed=0, restarts=6)
+    seeds = [0, *np.random.default_rng(0).integers(0, 2**31 - 1, 5).tolist()]
+    runs = [merge_clusters(KMeans(24, n_init=5, random_state=s).fit_predict(points), adjacency, 3) for s in seeds]
+    np.testing.assert_array_equal(single, runs[0])
+    assert graph_modularity(kept, adjacency) == pytest.approx(max(graph_modularity(run, adjacency) for run in runs))
+    assert len({tuple(run) for run in runs}) > 1  # the seeds do give different runs to choose from
+
+
 def test_merge_read_out_of_the_model():
     adata = make_graph_adata()
     tl.scdefr(adata, 4, readout="merge", **ACCURATE)

@@ -18,6 +18,7 @@ from .options import ClusterOptions
 __all__ = [
     "ESTIMATE_MAX_CELLS",
     "estimate_n_clusters",
+    "graph_modularity",
     "hard_clusters",
     "kmeans_centres",
     "merge_clusters",
@@ -225,11 +226,36 @@ def merge_clusters(fine: np.ndarray, adjacency, n_clusters: int) -> np.ndarray:
     return np.unique(group[fine], return_inverse=True)[1]
 
 
+def graph_modularity(labels: np.ndarray, adjacency) -> float:
+    """Newman's modularity of a partition of the cell graph: the share of edge weight inside clusters
+    minus its expectation for the same degrees (igraph's, without building an igraph graph).
+
+    Parameters
+    ----------
+    labels
+        Each cell's cluster, ``0..K-1``.
+    adjacency
+        The cell graph, cells x cells.
+
+    Returns
+    -------
+    float
+        The modularity, at most 1.
+    """
+    import scipy.sparse as sp
+
+    members = sp.csr_matrix((np.ones(labels.size), (np.arange(labels.size), labels)))
+    edges = np.asarray((members.T @ sp.csr_matrix(adjacency, dtype=np.float64) @ members).todense())
+    total, degree = edges.sum(), edges.sum(axis=1)
+    return float(np.trace(edges) / total - np.sum((degree / total) ** 2))
+
+
 def split_and_merge(
-    embedding: np.ndarray, adjacency, n_clusters: int, *, factor: int, seed: int, n_init: int = 5
+    embedding: np.ndarray, adjacency, n_clusters: int, *, factor: int, seed: int, n_init: int = 5, restarts: int = 1
 ) -> np.ndarray:
     """KMeans of the embedding into ``factor * n_clusters`` clusters, merged over the cell graph to
-    ``n_clusters`` (:func:`merge_clusters`).
+    ``n_clusters`` (:func:`merge_clusters`); of ``restarts`` such runs, the one of highest
+    :func:`graph_modularity`.
 
     Parameters
     ----------
@@ -242,9 +268,12 @@ def split_and_merge(
     factor
         How many pieces per wanted cluster the embedding is first cut into.
     seed
-        Seeds the KMeans.
+        Seeds the KMeans of the first run, and the seeds of the others.
     n_init
-        KMeans restarts.
+        KMeans restarts within a run.
+    restarts
+        Runs from different KMeans seeds. The pieces, and so the greedy merges, change with the seed;
+        the run whose clusters keep the most edge weight inside them is kept.
 
     Returns
     -------
@@ -254,8 +283,15 @@ def split_and_merge(
     from sklearn.cluster import KMeans
 
     n_pieces = min(factor * n_clusters, embedding.shape[0])
-    fine = KMeans(n_clusters=n_pieces, n_init=n_init, random_state=seed).fit_predict(embedding)
-    return merge_clusters(fine, adjacency, n_clusters)
+    seeds = [seed, *np.random.default_rng(seed).integers(0, 2**31 - 1, restarts - 1).tolist()]
+    best, best_modularity = None, -np.inf
+    for run_seed in seeds:
+        fine = KMeans(n_clusters=n_pieces, n_init=n_init, random_state=run_seed).fit_predict(embedding)
+        labels = merge_clusters(fine, adjacency, n_clusters)
+        modularity = graph_modularity(labels, adjacency) if restarts > 1 else 0.0
+        if modularity > best_modularity:
+            best, best_modularity = labels, modularity
+    return best
 
 
 def smooth_assignments(soft: np.ndarray, adjacency, steps: int) -> np.ndarray:

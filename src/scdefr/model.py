@@ -34,7 +34,8 @@ READOUTS = {
     "{steps} random-walk steps of the cell graph",
     "kmeans": "argmax of the soft assignment (Student's t kernel) to KMeans centres of z, averaged over "
     "{steps} random-walk steps of the cell graph",
-    "merge": "KMeans of z into {factor} x K pieces merged over the cell graph down to K, averaged over {steps} "
+    "merge": "KMeans of z into {factor} x K pieces merged over the cell graph down to K (of {restarts} runs from "
+    "different KMeans seeds, the one of highest modularity on the graph), averaged over {steps} "
     "random-walk steps of the graph (none: the merged clusters, and as soft assignment the share of each cell's "
     "graph neighbours in each cluster)",
 }
@@ -185,7 +186,12 @@ class SCDEFR:
             q = soft_assignment(z, torch.as_tensor(centres, device=z.device))
         elif self.clusters.readout == "merge":
             labels = split_and_merge(
-                z.cpu().numpy(), self.graph.adjacency, n_clusters, factor=self.clusters.merge_factor, seed=self.seed
+                z.cpu().numpy(),
+                self.graph.adjacency,
+                n_clusters,
+                factor=self.clusters.merge_factor,
+                seed=self.seed,
+                restarts=self.clusters.merge_restarts,
             )
             q = torch.nn.functional.one_hot(torch.as_tensor(labels), n_clusters).float()
             if self.clusters.smoothing_steps == 0:
@@ -242,7 +248,9 @@ class SCDEFR:
             "n_clusters": int(self.module.config["n_clusters"]),
             "n_clusters_choice": _writable(self.state.n_clusters_info),
             "cluster_assignment": READOUTS[self.clusters.readout].format(
-                factor=self.clusters.merge_factor, steps=self.clusters.smoothing_steps
+                factor=self.clusters.merge_factor,
+                restarts=self.clusters.merge_restarts,
+                steps=self.clusters.smoothing_steps,
             ),
             "history": history,
             "versions": {

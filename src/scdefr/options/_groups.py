@@ -166,6 +166,11 @@ class ClusterOptions(Options):
         "over smoothing_steps of the graph before the argmax",
     )
     merge_factor: int = option(8, "pieces per cluster that readout merge cuts the embedding into", low=1)
+    merge_restarts: int = option(
+        5,
+        "readout merge runs from this many KMeans seeds; the partition of highest modularity on the cell graph is kept",
+        low=1,
+    )
 
 
 @dataclass(frozen=True)
