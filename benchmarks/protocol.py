@@ -227,8 +227,10 @@ def ablate(settings, datasets, seeds, cache: Path, default: str) -> str:
         done = set(pd.read_csv(path)[["dataset", "seed", "setting"]].itertuples(index=False, name=None))
     for name in datasets:
         for seed in seeds:
-            for setting in (s for s in settings if (name, seed, s) not in done):
+            missing = [setting for setting in settings if (name, seed, setting) not in done]
+            if missing:
                 adata, truth = graph_input(name, seed, cache)
+            for setting in missing:
                 with stopwatch() as timing:
                     model = SCDEFR(adata, len(set(truth)), seed=seed, **ABLATIONS[setting]).fit()
                 model.clusters = dataclasses.replace(model.clusters, **READOUTS[default])

@@ -390,6 +390,8 @@ def test_merge_restarts_keep_the_most_modular_run():
     np.testing.assert_array_equal(single, runs[0])
     assert graph_modularity(kept, adjacency) == pytest.approx(max(graph_modularity(run, adjacency) for run in runs))
     assert len({tuple(run) for run in runs}) > 1  # the seeds do give different runs to choose from
+    with pytest.raises(ScdefrError, match="restarts must be at least 1"):
+        split_and_merge(points, adjacency, 3, factor=8, seed=0, restarts=0)
 
 
 def test_merge_read_out_of_the_model():

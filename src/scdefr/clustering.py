@@ -204,12 +204,9 @@ def merge_clusters(fine: np.ndarray, adjacency, n_clusters: int) -> np.ndarray:
     numpy.ndarray
         Each cell's merged cluster, ``0..n_clusters-1``.
     """
-    import scipy.sparse as sp
-
     fine = np.unique(fine, return_inverse=True)[1]
     n_fine = int(fine.max()) + 1
-    members = sp.csr_matrix((np.ones(fine.size), (np.arange(fine.size), fine)), shape=(fine.size, n_fine))
-    edges = np.asarray((members.T @ sp.csr_matrix(adjacency, dtype=np.float64) @ members).todense())
+    edges = _edges_between_clusters(fine, adjacency)
     group = np.arange(n_fine)
     alive = list(range(n_fine))
     while len(alive) > n_clusters:
@@ -224,6 +221,14 @@ def merge_clusters(fine: np.ndarray, adjacency, n_clusters: int) -> np.ndarray:
         group[group == merged] = kept
         alive.remove(merged)
     return np.unique(group[fine], return_inverse=True)[1]
+
+
+def _edges_between_clusters(labels: np.ndarray, adjacency) -> np.ndarray:
+    """The K x K table of the graph's edge weight between (and, on its diagonal, within) clusters ``0..K-1``."""
+    import scipy.sparse as sp
+
+    members = sp.csr_matrix((np.ones(labels.size), (np.arange(labels.size), labels)))
+    return np.asarray((members.T @ sp.csr_matrix(adjacency, dtype=np.float64) @ members).todense())
 
 
 def graph_modularity(labels: np.ndarray, adjacency) -> float:
@@ -242,10 +247,7 @@ def graph_modularity(labels: np.ndarray, adjacency) -> float:
     float
         The modularity, at most 1.
     """
-    import scipy.sparse as sp
-
-    members = sp.csr_matrix((np.ones(labels.size), (np.arange(labels.size), labels)))
-    edges = np.asarray((members.T @ sp.csr_matrix(adjacency, dtype=np.float64) @ members).todense())
+    edges = _edges_between_clusters(labels, adjacency)
     total, degree = edges.sum(), edges.sum(axis=1)
     return float(np.trace(edges) / total - np.sum((degree / total) ** 2))
 
@@ -280,18 +282,21 @@ def split_and_merge(
     numpy.ndarray
         Each cell's cluster, ``0..n_clusters-1``.
     """
+    import scipy.sparse as sp
     from sklearn.cluster import KMeans
 
+    if restarts < 1:
+        raise ScdefrError(f"restarts must be at least 1, not {restarts}")
+    adjacency = sp.csr_matrix(adjacency, dtype=np.float64)  # once, not once per run
     n_pieces = min(factor * n_clusters, embedding.shape[0])
     seeds = [seed, *np.random.default_rng(seed).integers(0, 2**31 - 1, restarts - 1).tolist()]
-    best, best_modularity = None, -np.inf
-    for run_seed in seeds:
-        fine = KMeans(n_clusters=n_pieces, n_init=n_init, random_state=run_seed).fit_predict(embedding)
-        labels = merge_clusters(fine, adjacency, n_clusters)
-        modularity = graph_modularity(labels, adjacency) if restarts > 1 else 0.0
-        if modularity > best_modularity:
-            best, best_modularity = labels, modularity
-    return best
+    runs = [
+        merge_clusters(
+            KMeans(n_clusters=n_pieces, n_init=n_init, random_state=s).fit_predict(embedding), adjacency, n_clusters
+        )
+        for s in seeds
+    ]
+    return max(runs, key=lambda labels: graph_modularity(labels, adjacency))
 
 
 def smooth_assignments(soft: np.ndarray, adjacency, steps: int) -> np.ndarray:
