@@ -14,6 +14,7 @@ with the true k. The target of a dataset is the best of the three.
     python benchmarks/protocol.py lodo                       # the left-out table
     python benchmarks/protocol.py ablate --seeds 0           # parts of the method switched off
     python benchmarks/protocol.py ensemble                   # consensus of the cached seeds' clusterings
+    python benchmarks/protocol.py resolutions --seeds 0      # the Leiden resolution of --n-clusters auto
 
 ``train`` fits each (dataset, seed) once per K mode, pre-training shared between the modes, and
 keeps each fitted model as a checkpoint in ``--cache``; every candidate read-out is then the
@@ -39,6 +40,7 @@ logger = logging.getLogger("benchmarks.protocol")
 BASELINES_FILE = "protocol_baselines.csv"
 SCORES_FILE = "protocol_scores.csv"
 ABLATIONS_FILE = "protocol_ablations.csv"
+RESOLUTIONS_FILE = "protocol_resolutions.csv"
 BASELINES = ("leiden_default", "leiden_true_k", "kmeans_pca")
 
 # Unequal type sizes, from easy to hard (marker fold change; 0.8 is the simulator's default). Each is
@@ -153,20 +155,28 @@ def checkpoint_path(cache: Path, name: str, seed: int, k_mode: str) -> Path:
     return cache / "models" / f"{name}.seed{seed}.{k_mode}.pt"
 
 
+def pretrain(adata, seed: int, n_clusters: int | str, **options):
+    """A model and its training plan after the pre-training phase (the joint phase not begun)."""
+    from scdefr.model import SCDEFR
+    from scdefr.plan import TrainingPlan
+
+    model = SCDEFR(adata, n_clusters, seed=seed, **options)
+    plan = TrainingPlan(
+        model.module, model.graph, model.training, model.runtime, model.seed, model.device,
+        model._init_centres, model._payload, model.state,
+    )  # fmt: skip
+    plan._run_phase("pretrain")
+    return model, plan
+
+
 def fit_sharing_pretraining(adata, seed: int, n_clusters: dict[str, int | str], **options) -> dict:
     """One fitted model per K mode (``options``: package options other than the defaults); pre-training
     runs once, and each mode continues from its state as a run resumed from a checkpoint would (same
     weights, optimiser state and epoch), so each equals a model fitted on its own."""
     from scdefr.model import SCDEFR
-    from scdefr.plan import TrainingPlan
 
-    first = SCDEFR(adata, next(iter(n_clusters.values())), seed=seed, **options)
-    plan = TrainingPlan(
-        first.module, first.graph, first.training, first.runtime, first.seed, first.device,
-        first._init_centres, first._payload, first.state,
-    )  # fmt: skip
     with stopwatch() as pretraining:
-        plan._run_phase("pretrain")
+        first, plan = pretrain(adata, seed, next(iter(n_clusters.values())), **options)
     pretrained = copy.deepcopy((first.module.state_dict(), plan.optimizer.state_dict(), first.state))
     models = {}
     for k_mode, k in n_clusters.items():
@@ -214,6 +224,10 @@ def train(datasets, seeds, k_modes, cache: Path, readouts=tuple(READOUTS)) -> No
                 ", ".join(f"{r['k_mode']}/{r['read_out']} {r['ari']:.3f}" for r in rows if r["read_out"] in
                           ("centres_s4", "merge5_s0")),
             )  # fmt: skip
+
+
+# Candidate Leiden resolutions of `--n-clusters auto` (the kNN graph of the pre-trained embedding).
+LEIDEN_RESOLUTIONS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
 
 def ablate(settings, datasets, seeds, cache: Path, default: str) -> str:
@@ -308,6 +322,69 @@ def ensemble(datasets, seeds, cache: Path, default: str) -> str:
     return "\n".join(lines)
 
 
+def resolutions(datasets, seeds, cache: Path, default: str) -> str:
+    """Score each of ``LEIDEN_RESOLUTIONS`` for ``--n-clusters auto`` on the pre-trained embedding of each
+    (dataset, seed), and choose one by leaving one dataset out.
+
+    The K a resolution gives decides the joint phase, so scoring the finished model at every K would
+    train once per K; the score here is the ``default`` read-out of the pre-trained embedding at that
+    K (a proxy: the final model is scored by ``train --k auto`` with the resolution shipped). The
+    pre-trained embeddings are cached."""
+    from scdefr.clustering import estimate_n_clusters, split_and_merge
+
+    path = RESULTS_DIR / RESOLUTIONS_FILE
+    done = set(pd.read_csv(path)[["dataset", "seed"]].itertuples(index=False, name=None)) if path.exists() else set()
+    read_out = READOUTS[default]
+    for name in datasets:
+        for seed in seeds:
+            if (name, seed) in done:
+                continue
+            adata, truth = graph_input(name, seed, cache)
+            embedding_file = cache / "pretrained" / f"{name}.seed{seed}.npy"
+            if not embedding_file.exists():
+                _, plan = pretrain(adata, seed, "auto")
+                embedding_file.parent.mkdir(parents=True, exist_ok=True)
+                np.save(embedding_file, plan.embed().z.float().cpu().numpy())
+            embedding = np.load(embedding_file)
+            chosen = {r: estimate_n_clusters(embedding, resolution=r, seed=seed)[0] for r in LEIDEN_RESOLUTIONS}
+            scored = {}
+            for k in {*chosen.values(), len(set(truth))}:
+                labels = split_and_merge(
+                    embedding, adata.obsp["scdefr_adjacency"], k, factor=read_out["merge_factor"], seed=seed,
+                    restarts=read_out["merge_restarts"],
+                )  # fmt: skip
+                scored[k] = score(truth, labels)["ari"]
+            append_rows(RESOLUTIONS_FILE, [
+                {"dataset": name, "seed": seed, "resolution": r, "K": k, "k_true": len(set(truth)),
+                 "ari": scored[k], "ari_true_k": scored[len(set(truth))]}
+                for r, k in chosen.items()
+            ])  # fmt: skip
+            logger.info("%s seed %d: K %s (true %d)", name, seed, chosen, len(set(truth)))
+    return resolution_report(datasets, seeds)
+
+
+def resolution_report(datasets, seeds) -> str:
+    """K at each resolution, and the resolution chosen on the other datasets with its proxy ARI."""
+    rows = pd.read_csv(RESULTS_DIR / RESOLUTIONS_FILE)
+    rows = rows[rows["dataset"].isin(datasets) & rows["seed"].isin(seeds)]
+    rows = rows.drop_duplicates(["dataset", "seed", "resolution"], keep="last")
+    names = [name for name in datasets if name in set(rows["dataset"])]
+    chosen = leave_one_out(rows.assign(read_out=rows["resolution"].map(lambda r: f"r{r:g}")).drop(columns="K"), names)
+    k_mean = rows.pivot_table(index="dataset", columns="resolution", values="K", aggfunc="mean")
+    header = ["dataset", "true k", *(f"K at r = {r:g}" for r in k_mean.columns), "chosen on the others",
+              "its ARI (proxy)", "ARI at true k (proxy)"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in names:
+        own = rows[rows["dataset"] == name]
+        lines.append("| " + " | ".join([
+            name, str(own["k_true"].iloc[0]), *(f"{k:g}" for k in k_mean.loc[name]), chosen.loc[name, "read_out"],
+            f"{chosen.loc[name, 'ari']:.3f}", f"{own['ari_true_k'].mean():.3f}",
+        ]) + " |")  # fmt: skip
+    overall = rows.groupby(["resolution", "dataset"])["ari"].mean().groupby("resolution").mean()
+    lines.append("\nMean proxy ARI over the datasets: " + ", ".join(f"r = {r:g} {v:.3f}" for r, v in overall.items()))
+    return "\n".join(lines)
+
+
 # --- leave one dataset out ------------------------------------------------------------------------
 
 
@@ -369,7 +446,7 @@ def lodo_report(default: str, previous: str) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("baselines", "train", "lodo", "ablate", "ensemble"))
+    parser.add_argument("command", choices=("baselines", "train", "lodo", "ablate", "ensemble", "resolutions"))
     parser.add_argument("--datasets", nargs="+", default=list(ALL_DATASETS), choices=ALL_DATASETS)
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--k", nargs="+", choices=("true", "auto"), default=["true"], dest="k_modes")
@@ -394,6 +471,8 @@ def main(argv=None):
         print(ablate(args.ablations, args.datasets, args.seeds, args.cache, args.default))
     elif args.command == "ensemble":
         print(ensemble(args.datasets, args.seeds, args.cache, args.default))
+    elif args.command == "resolutions":
+        print(resolutions(args.datasets, args.seeds, args.cache, args.default))
     else:
         print(lodo_report(args.default, args.previous))
 

@@ -14,7 +14,9 @@ import pytest
 def protocol(monkeypatch, repo_root, tmp_path):
     monkeypatch.syspath_prepend(str(repo_root / "benchmarks"))
     module = importlib.import_module("protocol")
+    # results go to tmp_path, whether read here or appended by _common
     monkeypatch.setattr(module, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(importlib.import_module("_common"), "RESULTS_DIR", tmp_path)
     return module
 
 
@@ -119,3 +121,29 @@ def test_the_consensus_sees_through_relabelled_members(protocol):
     found = protocol.consensus([first, relabelled, dissenting], 3, seed=0)
     for labels in found.values():
         assert protocol.score(first, labels)["ari"] == pytest.approx(1.0)
+
+
+def test_each_resolution_is_scored_at_the_k_it_chooses_on_the_cached_embedding(protocol, tmp_path, monkeypatch):
+    from builders import make_graph_adata
+
+    from scdefr.clustering import estimate_n_clusters
+
+    adata = make_graph_adata(n_cells=150, n_types=3)
+    truth = adata.obs.pop("cell_type").astype(str).to_numpy()
+    monkeypatch.setattr(protocol, "graph_input", lambda name, seed, cache: (adata.copy(), truth))
+    # an embedding that separates the planted types, as a pre-trained one would: no training here
+    types = np.unique(truth, return_inverse=True)[1]
+    embedding = np.random.default_rng(0).normal(size=(150, 4)) + 20 * np.eye(4)[types]
+    (tmp_path / "pretrained").mkdir()
+    for name in ("d1", "d2"):
+        np.save(tmp_path / "pretrained" / f"{name}.seed0.npy", embedding)
+    report = protocol.resolutions(["d1", "d2"], [0], tmp_path, "merge8_s0_r5")
+    rows = pd.read_csv(tmp_path / protocol.RESOLUTIONS_FILE)
+    assert len(rows) == 2 * len(protocol.LEIDEN_RESOLUTIONS) and set(rows["k_true"]) == {3}
+    for row in rows.itertuples():
+        assert row.K == estimate_n_clusters(embedding, resolution=row.resolution, seed=0)[0]
+    assert rows["ari_true_k"].min() == pytest.approx(1.0)  # the merge read-out at the true k finds the types
+    assert rows.loc[rows["K"] == 3, "ari"].min() == pytest.approx(1.0)
+    assert "| d1 | 3 |" in report and "Mean proxy ARI over the datasets: r = 0.1" in report
+    protocol.resolutions(["d1", "d2"], [0], tmp_path, "merge8_s0_r5")  # cached: nothing scored twice
+    assert len(pd.read_csv(tmp_path / protocol.RESOLUTIONS_FILE)) == len(rows)

@@ -13,7 +13,7 @@ from scdefr import checkpoint, tl
 from scdefr.adjacency import normalized_adjacency
 from scdefr.errors import ScdefrError
 from scdefr.model import SCDEFR
-from scdefr.options import PRESETS
+from scdefr.options import PRESETS, ClusterOptions
 from scdefr.plan import TrainingPlan
 
 
@@ -77,7 +77,7 @@ def test_auto_n_clusters_without_labels(method):
     choice = adata.uns["scdefr"]["n_clusters_choice"]
     assert choice["method"] == method and choice["n_clusters"] == 4
     if method == "leiden":
-        assert choice["resolution"] == 0.1
+        assert choice["resolution"] == ClusterOptions.leiden_resolution
     else:
         assert len(choice["silhouette_scores"]) == len(choice["candidates"])
 

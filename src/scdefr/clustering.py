@@ -61,8 +61,8 @@ def estimate_n_clusters(
         score (on at most 5,000 sampled cells) wins. It favours the coarsest clear split: on the
         benchmark datasets it often chose 2-3 clusters for 8-19 annotated types.
     resolution
-        Leiden resolution. Small by default: the pre-trained embedding is finely structured, and
-        resolution 1 split the benchmark datasets into 13-24 communities.
+        Leiden resolution. The default was chosen by leaving one dataset out
+        (``benchmarks/protocol.py resolutions``): 0.1 merged small types (2 clusters for 12 types).
     max_clusters
         Largest number of clusters returned.
     seed

@@ -146,7 +146,7 @@ class ClusterOptions(Options):
     n_clusters_method: NClustersMethod = option(
         "leiden", "how auto picks K: Leiden communities (>= 0.5% of cells) or the best silhouette of KMeans"
     )
-    leiden_resolution: float = option(0.1, "Leiden resolution of n_clusters_method leiden", low=0, low_open=True)
+    leiden_resolution: float = option(0.5, "Leiden resolution of n_clusters_method leiden", low=0, low_open=True)
     max_clusters: int = option(30, "largest K that auto may choose", low=2)
     smoothing_steps: int = option(
         0,
