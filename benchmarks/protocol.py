@@ -364,7 +364,8 @@ def resolutions(datasets, seeds, cache: Path, default: str) -> str:
 
 
 def resolution_report(datasets, seeds) -> str:
-    """K at each resolution, and the resolution chosen on the other datasets with its proxy ARI."""
+    """K at each resolution (mean over the seeds), and the resolution chosen on the other datasets with its
+    proxy ARI."""
     rows = pd.read_csv(RESULTS_DIR / RESOLUTIONS_FILE)
     rows = rows[rows["dataset"].isin(datasets) & rows["seed"].isin(seeds)]
     rows = rows.drop_duplicates(["dataset", "seed", "resolution"], keep="last")
@@ -377,7 +378,7 @@ def resolution_report(datasets, seeds) -> str:
     for name in names:
         own = rows[rows["dataset"] == name]
         lines.append("| " + " | ".join([
-            name, str(own["k_true"].iloc[0]), *(f"{k:g}" for k in k_mean.loc[name]), chosen.loc[name, "read_out"],
+            name, str(own["k_true"].iloc[0]), *(f"{k:.3g}" for k in k_mean.loc[name]), chosen.loc[name, "read_out"],
             f"{chosen.loc[name, 'ari']:.3f}", f"{own['ari_true_k'].mean():.3f}",
         ]) + " |")  # fmt: skip
     overall = rows.groupby(["resolution", "dataset"])["ari"].mean().groupby("resolution").mean()
