@@ -82,6 +82,9 @@ ABLATIONS = {
     "autoencoder_reads_itself": dict(sigma=1.0),
 }
 
+# Candidate Leiden resolutions of `--n-clusters auto` (the kNN graph of the pre-trained embedding).
+LEIDEN_RESOLUTIONS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
 
 def counts_path(name: str, cache: Path) -> Path:
     """The raw counts of a dataset; a simulation is written into the cache the first time."""
@@ -226,10 +229,6 @@ def train(datasets, seeds, k_modes, cache: Path, readouts=tuple(READOUTS)) -> No
             )  # fmt: skip
 
 
-# Candidate Leiden resolutions of `--n-clusters auto` (the kNN graph of the pre-trained embedding).
-LEIDEN_RESOLUTIONS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
-
-
 def ablate(settings, datasets, seeds, cache: Path, default: str) -> str:
     """Fit each setting of ``ABLATIONS`` not yet scored (true k) and table it beside the default read-out
     of the cached default models (``train --k true`` first)."""
@@ -340,26 +339,29 @@ def resolutions(datasets, seeds, cache: Path, default: str) -> str:
             if (name, seed) in done:
                 continue
             adata, truth = graph_input(name, seed, cache)
+            k_true = len(set(truth))
             embedding_file = cache / "pretrained" / f"{name}.seed{seed}.npy"
             if not embedding_file.exists():
                 _, plan = pretrain(adata, seed, "auto")
                 embedding_file.parent.mkdir(parents=True, exist_ok=True)
-                np.save(embedding_file, plan.embed().z.float().cpu().numpy())
+                partial = embedding_file.with_suffix(".partial.npy")  # an interrupted write is never read back
+                np.save(partial, plan.embed().z.float().cpu().numpy())
+                partial.replace(embedding_file)
             embedding = np.load(embedding_file)
             chosen = {r: estimate_n_clusters(embedding, resolution=r, seed=seed)[0] for r in LEIDEN_RESOLUTIONS}
             scored = {}
-            for k in {*chosen.values(), len(set(truth))}:
+            for k in {*chosen.values(), k_true}:
                 labels = split_and_merge(
                     embedding, adata.obsp["scdefr_adjacency"], k, factor=read_out["merge_factor"], seed=seed,
                     restarts=read_out["merge_restarts"],
                 )  # fmt: skip
                 scored[k] = score(truth, labels)["ari"]
             append_rows(RESOLUTIONS_FILE, [
-                {"dataset": name, "seed": seed, "resolution": r, "K": k, "k_true": len(set(truth)),
-                 "ari": scored[k], "ari_true_k": scored[len(set(truth))]}
+                {"dataset": name, "seed": seed, "resolution": r, "K": k, "k_true": k_true, "ari": scored[k],
+                 "ari_true_k": scored[k_true]}
                 for r, k in chosen.items()
             ])  # fmt: skip
-            logger.info("%s seed %d: K %s (true %d)", name, seed, chosen, len(set(truth)))
+            logger.info("%s seed %d: K %s (true %d)", name, seed, chosen, k_true)
     return resolution_report(datasets, seeds)
 
 
@@ -370,7 +372,7 @@ def resolution_report(datasets, seeds) -> str:
     rows = rows[rows["dataset"].isin(datasets) & rows["seed"].isin(seeds)]
     rows = rows.drop_duplicates(["dataset", "seed", "resolution"], keep="last")
     names = [name for name in datasets if name in set(rows["dataset"])]
-    chosen = leave_one_out(rows.assign(read_out=rows["resolution"].map(lambda r: f"r{r:g}")).drop(columns="K"), names)
+    chosen = leave_one_out(rows.assign(read_out=rows["resolution"].map(lambda r: f"r{r:g}")), names)
     k_mean = rows.pivot_table(index="dataset", columns="resolution", values="K", aggfunc="mean")
     header = ["dataset", "true k", *(f"K at r = {r:g}" for r in k_mean.columns), "chosen on the others",
               "its ARI (proxy)", "ARI at true k (proxy)"]  # fmt: skip
@@ -394,7 +396,7 @@ def leave_one_out(scores: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
     seeds) and that candidate's ARI on the dataset left out. Only candidates scored on every dataset
     compete, so none wins by missing a hard one; nor does one that left a requested cluster empty in
     any run (a user who asks for K clusters gets K)."""
-    if "K" in scores:
+    if {"K", "n_clusters"} <= set(scores):
         emptied = scores.loc[scores["n_clusters"] < scores["K"], "read_out"].unique()
         scores = scores[~scores["read_out"].isin(emptied)]
     per_dataset = scores.groupby(["read_out", "dataset"])["ari"].agg(["mean", "std"])
@@ -473,6 +475,9 @@ def main(argv=None):
     elif args.command == "ensemble":
         print(ensemble(args.datasets, args.seeds, args.cache, args.default))
     elif args.command == "resolutions":
+        read_out = READOUTS[args.default]
+        if read_out["readout"] != "merge" or read_out["smoothing_steps"]:
+            parser.error(f"resolutions needs a merge read-out without smoothing as --default, not {args.default}")
         print(resolutions(args.datasets, args.seeds, args.cache, args.default))
     else:
         print(lodo_report(args.default, args.previous))

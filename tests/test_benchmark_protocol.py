@@ -147,3 +147,10 @@ def test_each_resolution_is_scored_at_the_k_it_chooses_on_the_cached_embedding(p
     assert "| d1 | 3 |" in report and "Mean proxy ARI over the datasets: r = 0.1" in report
     protocol.resolutions(["d1", "d2"], [0], tmp_path, "merge8_s0_r5")  # cached: nothing scored twice
     assert len(pd.read_csv(tmp_path / protocol.RESOLUTIONS_FILE)) == len(rows)
+
+
+def test_resolutions_refuse_a_read_out_they_cannot_apply(protocol, capsys):
+    with pytest.raises(SystemExit) as stop:
+        protocol.main(["resolutions", "--default", "centres_s4", "--cache", "unused"])
+    assert stop.value.code == 2
+    assert "needs a merge read-out without smoothing as --default, not centres_s4" in capsys.readouterr().err
