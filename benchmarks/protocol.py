@@ -257,23 +257,30 @@ def ablate(settings, datasets, seeds, cache: Path, default: str) -> str:
 
 
 def ablation_report(default: str, datasets, seeds) -> str:
-    """Each ablation's ARI minus the default's, per dataset (mean over the seeds both have)."""
+    """Each ablation's ARI minus the default's of the same dataset and seed, per dataset (the mean over
+    the seeds it was fitted at); the default column is the mean over the seeds any ablation has."""
     ablations = pd.read_csv(RESULTS_DIR / ABLATIONS_FILE)
     scores = pd.read_csv(RESULTS_DIR / SCORES_FILE)
-    scores = scores[(scores["k_mode"] == "true") & (scores["read_out"] == default)].assign(setting="default")
-    both = pd.concat([scores, ablations[ablations["read_out"] == default]])
-    both = both[both["dataset"].isin(datasets) & both["seed"].isin(seeds)]
-    both = both.drop_duplicates(["dataset", "seed", "setting"], keep="last")
-    table = both.pivot_table(index="dataset", columns="setting", values="ari", aggfunc="mean")
-    settings = [setting for setting in ABLATIONS if setting in table]
-    table = table.reindex([name for name in datasets if name in table.index]).dropna(subset=settings, how="all")
-    deltas = table[settings].sub(table["default"], axis=0)
-    header = ["dataset", f"default ({default})", *(f"{setting} - default" for setting in settings)]
+    scores = scores[(scores["k_mode"] == "true") & (scores["read_out"] == default)]
+    base = scores.drop_duplicates(["dataset", "seed"], keep="last").set_index(["dataset", "seed"])["ari"]
+    wanted = (ablations["read_out"] == default) & ablations["dataset"].isin(datasets) & ablations["seed"].isin(seeds)
+    runs = ablations[wanted].drop_duplicates(["dataset", "seed", "setting"], keep="last")
+    default_of_run = base.reindex(pd.MultiIndex.from_frame(runs[["dataset", "seed"]])).to_numpy()
+    runs = runs.assign(change=runs["ari"].to_numpy() - default_of_run).dropna(subset=["change"])
+    deltas = runs.pivot_table(index="dataset", columns="setting", values="change", aggfunc="mean")
+    settings = [setting for setting in ABLATIONS if setting in deltas]
+    deltas = deltas.reindex([name for name in datasets if name in deltas.index])[settings]
+    fitted = runs.drop_duplicates(["dataset", "seed"]).set_index(["dataset", "seed"]).index
+    defaults = base.reindex(fitted).groupby(level="dataset").mean()
+    seeds_of = runs.groupby("dataset")["seed"].unique()
+    header = ["dataset", "seeds", f"default ({default})", *(f"{setting} - default" for setting in settings)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name in [*table.index, "mean"]:
-        base = table["default"].mean() if name == "mean" else table.loc[name, "default"]
-        changes = deltas.mean() if name == "mean" else deltas.loc[name]
-        lines.append("| " + " | ".join([name, f"{base:.3f}", *(f"{changes[s]:+.3f}" for s in settings)]) + " |")
+    for name in deltas.index:
+        changes = (f"{deltas.loc[name, s]:+.3f}" if pd.notna(deltas.loc[name, s]) else "-" for s in settings)
+        seeds_fitted = ", ".join(map(str, sorted(seeds_of[name])))
+        lines.append("| " + " | ".join([name, seeds_fitted, f"{defaults[name]:.3f}", *changes]) + " |")
+    mean_changes = (f"{deltas[s].mean():+.3f}" for s in settings)
+    lines.append("| " + " | ".join(["mean", "", f"{defaults[deltas.index].mean():.3f}", *mean_changes]) + " |")
     return "\n".join(lines)
 
 

@@ -110,7 +110,15 @@ def test_the_ablation_table_subtracts_the_default_of_the_same_seeds(protocol, tm
     pd.DataFrame(ablations).to_csv(tmp_path / protocol.ABLATIONS_FILE, index=False)
     report = protocol.ablation_report("merge8_s0", ["d1"], [0])
     # seed 0 with the true k only: 0.55 - 0.60, not against the mean of three seeds nor auto
-    assert "| d1 | 0.600 | -0.050 |" in report and "| mean | 0.600 | -0.050 |" in report
+    assert "| d1 | 0 | 0.600 | -0.050 |" in report and "| mean |  | 0.600 | -0.050 |" in report
+    # a setting fitted at fewer seeds than another is compared seed by seed: here (0.55 - 0.6 + 0.9 - 0.7) / 2
+    ablations += [
+        {"dataset": "d1", "seed": 1, "setting": "no_graph_loss", "read_out": "merge8_s0", "ari": 0.9},
+        {"dataset": "d1", "seed": 0, "setting": "autoencoder_reads_itself", "read_out": "merge8_s0", "ari": 0.7},
+    ]
+    pd.DataFrame(ablations).to_csv(tmp_path / protocol.ABLATIONS_FILE, index=False)
+    report = protocol.ablation_report("merge8_s0", ["d1"], [0, 1, 2])
+    assert "| d1 | 0, 1 | 0.650 | +0.075 | +0.100 |" in report
 
 
 def test_the_consensus_sees_through_relabelled_members(protocol):
