@@ -67,11 +67,15 @@ READOUTS = {
     **{f"{readout}_s{steps}": dict(readout=readout, smoothing_steps=steps) for readout in ("centres", "kmeans")
        for steps in (0, 4)},
     **{f"merge{factor}_s{steps}": dict(readout="merge", merge_factor=factor, smoothing_steps=steps,
-                                       merge_restarts=1)
+                                       merge_restarts=1, merge_embeddings="final")
        for factor in MERGE_FACTORS for steps in (0, 4)},
     **{f"merge{factor}_s0_r{restarts}": dict(readout="merge", merge_factor=factor, smoothing_steps=0,
-                                             merge_restarts=restarts)
+                                             merge_restarts=restarts, merge_embeddings="final")
        for factor in (5, 8, 12) for restarts in (3, 5, 10)},
+    # the same runs on the pre-trained embedding too, the most modular partition of either kept
+    **{f"merge{factor}_s0_r{restarts}_both": dict(readout="merge", merge_factor=factor, smoothing_steps=0,
+                                                  merge_restarts=restarts, merge_embeddings="both")
+       for factor, restarts in ((5, 5), (8, 3), (8, 5), (8, 10), (12, 5))},
 }  # fmt: skip
 
 # One part of the method switched off each (keywords of the package's options), trained with the true
@@ -463,8 +467,8 @@ def main(argv=None):
     parser.add_argument("--cache", type=Path, default=Path("scdefr_protocol"), help="simulations and fitted models")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--read-outs", nargs="+", default=list(READOUTS), choices=list(READOUTS), help="to score")
-    parser.add_argument("--default", default="merge8_s0_r5", choices=list(READOUTS), help="the shipped read-out")
-    parser.add_argument("--previous", default="merge8_s0", choices=list(READOUTS), help="the read-out it replaced")
+    parser.add_argument("--default", default="merge8_s0_r5_both", choices=list(READOUTS), help="the shipped read-out")
+    parser.add_argument("--previous", default="merge8_s0_r5", choices=list(READOUTS), help="the read-out it replaced")
     parser.add_argument("--ablations", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS), help="to fit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

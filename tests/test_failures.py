@@ -942,7 +942,7 @@ def _write_checkpoint(case: str, trained, path: Path, marker: Path) -> str:
         return "is not an scDEFR checkpoint"
     if case == "older format":
         save({**done, "format": "scdefr-checkpoint/1"})
-        return "has format 'scdefr-checkpoint/1', this version reads 'scdefr-checkpoint/2'"
+        return f"has format 'scdefr-checkpoint/1', this version reads '{checkpoint.FORMAT}'"
     if case == "missing key":
         del done["optimizer"]
         save(done)
@@ -977,6 +977,10 @@ def _write_checkpoint(case: str, trained, path: Path, marker: Path) -> str:
     if case == "cluster sizes of another K":
         save({**joint, "cluster_frequencies": {"q": [1.0, 2.0]}})
         return "malformed cluster frequencies"
+    if case == "pre-trained embedding of other cells":
+        save({**done, "pretrained_embedding": done["pretrained_embedding"][:-1]})
+        rows, dims = done["pretrained_embedding"].shape
+        return f"pre-trained embedding of shape ({rows - 1}, {dims}) in phase done"
     if case == "unknown option":
         done["options"]["network"]["attention_heads"] = 4
         save(done)
@@ -1046,6 +1050,7 @@ CHECKPOINT_CASES = [
     "NaN weights",
     "malformed history",
     "cluster sizes of another K",
+    "pre-trained embedding of other cells",
     "unknown option",
     "missing option",
     "impossible option",

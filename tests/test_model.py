@@ -1,5 +1,7 @@
 """The user-facing model and tl.scdefr: correctness, label blindness, determinism, checkpoints, options."""
 
+import dataclasses
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -124,6 +126,8 @@ def test_checkpoint_loads_weights_only_and_resume_continues_exactly(tmp_path, mo
     saved = torch.load(path, weights_only=True)
     assert saved["phase"] == "joint" and saved["epoch"] == 4
     assert len(saved["history"]["joint"]["loss"]) == 4 and saved["optimizer"]["state"]
+    # the embedding the centres were placed on, which the merge read-out also clusters
+    assert saved["pretrained_embedding"].shape == reference.obsm["X_scdefr"].shape
     if batch_size:  # the next epoch's targets use the soft cluster sizes of all cells, saved with the run
         assert sum(saved["cluster_frequencies"]["q"]) == pytest.approx(reference.n_obs, rel=1e-4)
 
@@ -392,6 +396,32 @@ def test_merge_restarts_keep_the_most_modular_run():
     assert len({tuple(run) for run in runs}) > 1  # the seeds do give different runs to choose from
     with pytest.raises(ScdefrError, match="restarts must be at least 1"):
         split_and_merge(points, adjacency, 3, factor=8, seed=0, restarts=0)
+
+
+def test_the_merge_read_out_keeps_the_more_modular_of_the_final_and_the_pretrained_clusters(monkeypatch, caplog):
+    """merge_embeddings='both' keeps the partition, of the final or the pre-trained embedding, of highest
+    modularity on the cell graph; 'final' reads the final embedding alone. Here the final embedding is
+    noise and the pre-trained one holds the planted types."""
+    adata = make_graph_adata()
+    truth = adata.obs["cell_type"].cat.codes.to_numpy()
+    model = SCDEFR(adata, 4, seed=0, **QUICK).fit()
+    rng = np.random.default_rng(0)
+    model.state.pretrained_embedding = (np.eye(4)[truth] + rng.normal(0, 0.05, (adata.n_obs, 4))).astype(np.float32)
+    infer = model.module.infer
+
+    def noise_for_z(*args, **kwargs):
+        out = infer(*args, **kwargs)
+        out.z = torch.as_tensor(rng.normal(size=tuple(out.z.shape)), dtype=out.z.dtype)
+        return out
+
+    monkeypatch.setattr(model.module, "infer", noise_for_z)
+    with caplog.at_level("INFO", logger="scdefr.clustering"):
+        _, _, kept = model.predict()
+    assert adjusted_rand_score(truth, np.asarray(kept)) > 0.95
+    assert "the pre-trained embedding's clusters kept" in caplog.text
+    model.clusters = dataclasses.replace(model.clusters, merge_embeddings="final")
+    _, _, final = model.predict()
+    assert adjusted_rand_score(truth, np.asarray(final)) < 0.2
 
 
 def test_merge_read_out_of_the_model():

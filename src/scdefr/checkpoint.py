@@ -20,7 +20,7 @@ import torch
 from .errors import ScdefrError
 from .options import ClusterOptions, CommonOptions, NetworkOptions, RuntimeOptions, TrainingOptions
 
-FORMAT = "scdefr-checkpoint/2"
+FORMAT = "scdefr-checkpoint/3"
 # Every entry and its type; load() refuses a file that lacks one or has another type.
 ENTRIES = {
     "format": str,
@@ -33,6 +33,7 @@ ENTRIES = {
     "history": dict,
     "n_clusters_info": dict,
     "cluster_frequencies": dict,
+    "pretrained_embedding": torch.Tensor,
     "options": dict,
     "cells": str,
 }
@@ -63,6 +64,7 @@ def build(module, optimizer_state: dict, state, payload: dict) -> dict:
         "history": state.history,
         "n_clusters_info": state.n_clusters_info,
         "cluster_frequencies": state.cluster_frequencies,
+        "pretrained_embedding": torch.as_tensor(state.pretrained_embedding),
         **payload,
     }
 
@@ -147,10 +149,23 @@ def _entry_problems(checkpoint: dict) -> list[str]:
         problems.append("malformed loss history")
     if not _are_frequencies(checkpoint["cluster_frequencies"], sizes["n_clusters"], checkpoint["phase"]):
         problems.append("malformed cluster frequencies")
+    embedding = checkpoint["pretrained_embedding"]
+    placed = checkpoint["phase"] != "pretrain"  # the centres, and so this embedding, come after pre-training
+    if (embedding.numel() > 0) != placed or (placed and not _is_embedding(embedding, sizes["n_cells"])):
+        problems.append(f"pre-trained embedding of shape {tuple(embedding.shape)} in phase {checkpoint['phase']}")
     optimizer = checkpoint["optimizer"]
     if optimizer and not (isinstance(optimizer.get("state"), dict) and isinstance(optimizer.get("param_groups"), list)):
         problems.append("malformed optimiser state")
     return [p for p in problems if p]
+
+
+def _is_embedding(embedding: torch.Tensor, n_cells: int) -> bool:
+    return (
+        embedding.dim() == 2
+        and embedding.shape[0] == n_cells
+        and embedding.is_floating_point()
+        and bool(torch.isfinite(embedding).all())
+    )
 
 
 def _is_history(history: dict) -> bool:

@@ -22,6 +22,7 @@ __all__ = [
     "hard_clusters",
     "kmeans_centres",
     "merge_clusters",
+    "most_modular_split_and_merge",
     "smooth_assignments",
     "split_and_merge",
 ]
@@ -297,6 +298,41 @@ def split_and_merge(
         for s in seeds
     ]
     return max(runs, key=lambda labels: graph_modularity(labels, adjacency))
+
+
+def most_modular_split_and_merge(
+    embeddings: dict[str, np.ndarray], adjacency, n_clusters: int, *, factor: int, seed: int, restarts: int = 1
+) -> np.ndarray:
+    """:func:`split_and_merge` of each embedding of the same cells; the partition of highest
+    :func:`graph_modularity` on the cell graph (the first embedding's on a tie).
+
+    With the final and the pre-trained embedding of a model, it asks without labels whether the
+    joint phase left clusters the graph supports better.
+
+    Parameters
+    ----------
+    embeddings
+        Name -> cells x dimensions; the name of the one kept is logged.
+    adjacency
+        The cell graph the pieces are merged over and the partitions are scored on.
+    n_clusters, factor, seed, restarts
+        As :func:`split_and_merge`, for each embedding.
+
+    Returns
+    -------
+    numpy.ndarray
+        Each cell's cluster, ``0..n_clusters-1``.
+    """
+    partitions = {
+        name: split_and_merge(embedding, adjacency, n_clusters, factor=factor, seed=seed, restarts=restarts)
+        for name, embedding in embeddings.items()
+    }
+    modularity = {name: graph_modularity(labels, adjacency) for name, labels in partitions.items()}
+    kept = max(modularity, key=modularity.get)
+    if len(partitions) > 1:
+        scores = ", ".join(f"{name} {value:.4f}" for name, value in modularity.items())
+        logger.info("merge read-out: the %s embedding's clusters kept (modularity %s)", kept, scores)
+    return partitions[kept]
 
 
 def smooth_assignments(soft: np.ndarray, adjacency, steps: int) -> np.ndarray:

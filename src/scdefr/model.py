@@ -17,7 +17,13 @@ import torch
 
 from . import checkpoint
 from ._device import resolve_device
-from .clustering import estimate_n_clusters, hard_clusters, kmeans_centres, smooth_assignments, split_and_merge
+from .clustering import (
+    estimate_n_clusters,
+    hard_clusters,
+    kmeans_centres,
+    most_modular_split_and_merge,
+    smooth_assignments,
+)
 from .data import CellGraph, make_batch, resolve_batch_size
 from .errors import ScdefrError
 from .nn import SCDEFRModule, soft_assignment
@@ -34,11 +40,13 @@ READOUTS = {
     "{steps} random-walk steps of the cell graph",
     "kmeans": "argmax of the soft assignment (Student's t kernel) to KMeans centres of z, averaged over "
     "{steps} random-walk steps of the cell graph",
-    "merge": "KMeans of z into {factor} x K pieces merged over the cell graph down to K (of {restarts} runs from "
-    "different KMeans seeds, the one of highest modularity on the graph), averaged over {steps} "
-    "random-walk steps of the graph (none: the merged clusters, and as soft assignment the share of each cell's "
-    "graph neighbours in each cluster)",
+    "merge": "KMeans of {embeddings} into {factor} x K pieces merged over the cell graph down to K (of "
+    "{restarts} runs from different KMeans seeds per embedding, the one of highest modularity on the graph), "
+    "averaged over {steps} random-walk steps of the graph (none: the merged clusters, and as soft assignment "
+    "the share of each cell's graph neighbours in each cluster)",
 }
+
+MERGED_EMBEDDINGS = {"final": "z", "both": "z and of the pre-trained embedding"}
 
 
 class SCDEFR:
@@ -185,8 +193,11 @@ class SCDEFR:
             centres, _ = kmeans_centres(z.cpu().numpy(), n_clusters, n_init=self.clusters.kmeans_n_init, seed=self.seed)
             q = soft_assignment(z, torch.as_tensor(centres, device=z.device))
         elif self.clusters.readout == "merge":
-            labels = split_and_merge(
-                z.cpu().numpy(),
+            embeddings = {"final": z.cpu().numpy()}
+            if self.clusters.merge_embeddings == "both":
+                embeddings["pre-trained"] = self.state.pretrained_embedding
+            labels = most_modular_split_and_merge(
+                embeddings,
                 self.graph.adjacency,
                 n_clusters,
                 factor=self.clusters.merge_factor,
@@ -250,6 +261,7 @@ class SCDEFR:
             "cluster_assignment": READOUTS[self.clusters.readout].format(
                 factor=self.clusters.merge_factor,
                 restarts=self.clusters.merge_restarts,
+                embeddings=MERGED_EMBEDDINGS[self.clusters.merge_embeddings],
                 steps=self.clusters.smoothing_steps,
             ),
             "history": history,
@@ -331,6 +343,7 @@ class SCDEFR:
             history=saved["history"],
             n_clusters_info=saved["n_clusters_info"],
             cluster_frequencies=saved["cluster_frequencies"],
+            pretrained_embedding=saved["pretrained_embedding"].numpy(),
         )
         model._optimizer_state = saved["optimizer"] or None
         logger.info("loaded %s: phase %s, epoch %d", path, model.state.phase, model.state.epoch)

@@ -54,14 +54,16 @@ def epoch_seed(seed: int, phase: str, epoch: int) -> int:
 @dataclass
 class TrainingState:
     """Where a run stands: the phase, epochs completed in it, the loss history, K and how it was chosen,
-    and (mini-batch joint training) the soft cluster sizes over all cells that the next epoch's
-    targets use."""
+    (mini-batch joint training) the soft cluster sizes over all cells that the next epoch's targets
+    use, and the pre-trained embedding the centres were placed on (empty before; the merge read-out
+    also clusters it)."""
 
     phase: str = "pretrain"
     epoch: int = 0
     history: dict = field(default_factory=lambda: {"pretrain": {}, "joint": {}})
     n_clusters_info: dict = field(default_factory=dict)
     cluster_frequencies: dict = field(default_factory=dict)
+    pretrained_embedding: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
 
 class TrainingPlan:
@@ -263,6 +265,7 @@ class TrainingPlan:
         centres, labels, info = self.init_centres(embedding)
         self.module.set_cluster_centres(torch.as_tensor(centres, dtype=torch.float32))
         self.state.n_clusters_info = info
+        self.state.pretrained_embedding = embedding
         sizes = np.bincount(labels, minlength=len(centres)).astype(float).tolist()
         self.state.cluster_frequencies = {name: sizes for name in ("q", "q_ae", "q_graph")}
         self.state.phase, self.state.epoch = "joint", 0

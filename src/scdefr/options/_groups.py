@@ -22,6 +22,7 @@ JointOptimizer = Literal["continue", "fresh"]
 TargetGradient = Literal["detached", "through"]
 BatchnormStats = Literal["refreshed", "running"]
 Readout = Literal["centres", "kmeans", "merge"]
+MergeEmbeddings = Literal["final", "both"]
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -170,6 +171,11 @@ class ClusterOptions(Options):
         5,
         "readout merge runs from this many KMeans seeds; the partition of highest modularity on the cell graph is kept",
         low=1,
+    )
+    merge_embeddings: MergeEmbeddings = option(
+        "both",
+        "what readout merge runs on: final = the final embedding; both = the final and the pre-trained "
+        "embedding, merge_restarts runs on each; the partition of highest modularity on the cell graph is kept",
     )
 
 
