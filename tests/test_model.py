@@ -419,6 +419,8 @@ def test_the_merge_read_out_keeps_the_more_modular_of_the_final_and_the_pretrain
         _, _, kept = model.predict()
     assert adjusted_rand_score(truth, np.asarray(kept)) > 0.95
     assert "the pre-trained embedding's clusters kept" in caplog.text
+    choice = model.summary()["merge_choice"]
+    assert choice["embedding"] == "pre-trained" and choice["modularity"]["pre-trained"] > choice["modularity"]["final"]
     model.clusters = dataclasses.replace(model.clusters, merge_embeddings="final")
     _, _, final = model.predict()
     assert adjusted_rand_score(truth, np.asarray(final)) < 0.2

@@ -302,7 +302,7 @@ def split_and_merge(
 
 def most_modular_split_and_merge(
     embeddings: dict[str, np.ndarray], adjacency, n_clusters: int, *, factor: int, seed: int, restarts: int = 1
-) -> np.ndarray:
+) -> tuple[np.ndarray, dict]:
     """:func:`split_and_merge` of each embedding of the same cells; the partition of highest
     :func:`graph_modularity` on the cell graph (the first embedding's on a tie).
 
@@ -320,8 +320,10 @@ def most_modular_split_and_merge(
 
     Returns
     -------
-    numpy.ndarray
+    labels : numpy.ndarray
         Each cell's cluster, ``0..n_clusters-1``.
+    choice : dict
+        ``embedding``: the name of the one kept; ``modularity``: each one's partition's.
     """
     partitions = {
         name: split_and_merge(embedding, adjacency, n_clusters, factor=factor, seed=seed, restarts=restarts)
@@ -332,7 +334,7 @@ def most_modular_split_and_merge(
     if len(partitions) > 1:
         scores = ", ".join(f"{name} {value:.4f}" for name, value in modularity.items())
         logger.info("merge read-out: the %s embedding's clusters kept (modularity %s)", kept, scores)
-    return partitions[kept]
+    return partitions[kept], {"embedding": kept, "modularity": modularity}
 
 
 def smooth_assignments(soft: np.ndarray, adjacency, steps: int) -> np.ndarray:

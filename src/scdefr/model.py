@@ -105,6 +105,7 @@ class SCDEFR:
         self.module = SCDEFRModule(self.graph.n_genes, self.graph.n_cells, self.network)
         self.state = TrainingState()
         self._optimizer_state: dict | None = None
+        self.merge_choice: dict = {}  # predict() with readout merge: the embedding whose clusters it kept
 
     # --- training --------------------------------------------------------------------------------
     def fit(self, checkpoint_path: str | os.PathLike | None = None) -> SCDEFR:
@@ -188,6 +189,7 @@ class SCDEFR:
         batch = make_batch(self.graph, None, self.device, counts=False)
         out = self.module.infer(batch, self.runtime.amp, refresh=self.training.batchnorm_stats == "refreshed")
         z, q = out.z.float(), out.q.float()
+        self.merge_choice = {}
         n_clusters = self.module.cluster_centres.shape[0]
         if self.clusters.readout == "kmeans":
             centres, _ = kmeans_centres(z.cpu().numpy(), n_clusters, n_init=self.clusters.kmeans_n_init, seed=self.seed)
@@ -196,7 +198,7 @@ class SCDEFR:
             embeddings = {"final": z.cpu().numpy()}
             if self.clusters.merge_embeddings == "both":
                 embeddings["pre-trained"] = self.state.pretrained_embedding
-            labels = most_modular_split_and_merge(
+            labels, self.merge_choice = most_modular_split_and_merge(
                 embeddings,
                 self.graph.adjacency,
                 n_clusters,
@@ -236,7 +238,9 @@ class SCDEFR:
         -------
         dict
             ``params`` (the options and the schedule used), ``n_clusters`` and ``n_clusters_choice``
-            (K and how it was chosen), ``cluster_assignment``, the loss ``history`` per phase,
+            (K and how it was chosen), ``cluster_assignment``, ``merge_choice`` (after :meth:`predict`
+            with the merge read-out: the embedding whose clusters were kept, and each one's modularity;
+            else empty), the loss ``history`` per phase,
             ``versions``, ``device``, ``seed`` and ``notes`` (what was done that the options did not
             ask for).
         """
@@ -264,6 +268,7 @@ class SCDEFR:
                 embeddings=MERGED_EMBEDDINGS[self.clusters.merge_embeddings],
                 steps=self.clusters.smoothing_steps,
             ),
+            "merge_choice": _writable(self.merge_choice),
             "history": history,
             "versions": {
                 "scdefr": __version__,
