@@ -121,6 +121,32 @@ def test_the_ablation_table_subtracts_the_default_of_the_same_seeds(protocol, tm
     assert "| d1 | 0, 1 | 0.650 | +0.075 | +0.100 |" in report
 
 
+def test_an_ablation_is_fitted_once_and_read_out_again_from_the_cache(protocol, tmp_path, monkeypatch):
+    from builders import make_graph_adata
+
+    adata = make_graph_adata(n_cells=150, n_types=3)
+    truth = adata.obs.pop("cell_type").astype(str).to_numpy()
+    monkeypatch.setattr(protocol, "graph_input", lambda name, seed, cache: (adata.copy(), truth))
+    monkeypatch.setattr(protocol, "ABLATIONS", {"quick": dict(pretrain_epochs=3, epochs=2, hidden_dims=(16, 8, 4))})
+    scores = [
+        {"dataset": "d1", "seed": 0, "k_mode": mode, "read_out": r, "ari": 0.5}
+        for r in ("merge8_s0", "kmeans_s0")
+        for mode in ("true", "auto")
+    ]
+    pd.DataFrame(scores).to_csv(tmp_path / protocol.SCORES_FILE, index=False)
+    cache = tmp_path / "cache"
+    protocol.ablate(["quick"], ["d1"], [0], cache, "merge8_s0")
+    saved = protocol.ablation_checkpoint(cache, "d1", 0, "quick")
+    written = saved.stat().st_mtime_ns
+    report = protocol.ablate(["quick"], ["d1"], [0], cache, "kmeans_s0")
+    rows = pd.read_csv(tmp_path / protocol.ABLATIONS_FILE)
+    assert list(rows["read_out"]) == ["merge8_s0", "kmeans_s0"] and "| d1 | 0 | 0.500 |" in report
+    # the second read-out loaded the model the first one fitted: no time spent fitting, the file untouched
+    assert rows["fit_s"].iloc[0] > 0 and pd.isna(rows["fit_s"].iloc[1]) and saved.stat().st_mtime_ns == written
+    protocol.ablate(["quick"], ["d1"], [0], cache, "kmeans_s0")  # nothing left to score
+    assert len(pd.read_csv(tmp_path / protocol.ABLATIONS_FILE)) == 2
+
+
 def test_the_consensus_sees_through_relabelled_members(protocol):
     first = np.repeat([0, 1, 2], 20)
     relabelled = (first + 1) % 3

@@ -1239,6 +1239,29 @@ def test_no_note_when_nothing_was_changed():
     assert list(adata.uns["scdefr"]["notes"]) == []
 
 
+def test_clusters_of_a_few_cells_are_named_in_the_log_and_the_notes(caplog):
+    from scdefr import tl
+    from scdefr.model import SMALL_CLUSTER_CELLS
+
+    adata = make_graph_adata(n_cells=60, n_genes=20, n_types=3)
+    with caplog.at_level(logging.WARNING):
+        tl.scdefr(adata, 12, seed=0, **QUICK)  # 60 cells in 12 clusters: some hold under 10
+    sizes = adata.obs["scdefr_cluster"].value_counts()
+    small = sizes[sizes < SMALL_CLUSTER_CELLS]
+    notes = list(adata.uns["scdefr"]["notes"])
+    assert not small.empty and len(notes) == 1 and notes[0] in caplog.text
+    assert notes[0].startswith(f"{len(small)} of 12 clusters hold fewer than {SMALL_CLUSTER_CELLS} cells: ")
+    assert all(f"{name} ({count})" in notes[0] for name, count in small.items())
+
+
+def test_the_small_clusters_note_counts_each_cluster():
+    from scdefr.model import small_clusters_note
+
+    clusters = pd.Categorical(["0"] * 30 + ["1"] * 10 + ["2"] * 9 + ["3"], categories=["0", "1", "2", "3"])
+    assert small_clusters_note(clusters).startswith("2 of 4 clusters hold fewer than 10 cells: 2 (9), 3 (1); ")
+    assert small_clusters_note(pd.Categorical(["0"] * 10 + ["1"] * 12)) is None
+
+
 @pytest.mark.parametrize(
     "stored, value, rounded",
     [

@@ -48,6 +48,9 @@ READOUTS = {
 
 MERGED_EMBEDDINGS = {"final": "z", "both": "z and of the pre-trained embedding"}
 
+# A cluster under this many cells is a handful of outlying cells rather than a type: predict() says so.
+SMALL_CLUSTER_CELLS = 10
+
 
 class SCDEFR:
     """scDEFR clustering of the cells of one graph AnnData (the output of ``scdefr graph``).
@@ -106,6 +109,7 @@ class SCDEFR:
         self.state = TrainingState()
         self._optimizer_state: dict | None = None
         self.merge_choice: dict = {}  # predict() with readout merge: the embedding whose clusters it kept
+        self.small_clusters_note: str | None = None  # predict(): clusters of a few cells, if any
 
     # --- training --------------------------------------------------------------------------------
     def fit(self, checkpoint_path: str | os.PathLike | None = None) -> SCDEFR:
@@ -164,6 +168,9 @@ class SCDEFR:
     def predict(self) -> tuple[np.ndarray, np.ndarray, pd.Categorical]:
         """Embed and cluster the cells the model was fitted on.
 
+        Clusters of fewer than :data:`SMALL_CLUSTER_CELLS` cells are named in a warning and in
+        ``small_clusters_note`` (reset on every call), which :meth:`summary` lists in ``notes``.
+
         Returns
         -------
         embedding : numpy.ndarray
@@ -207,12 +214,16 @@ class SCDEFR:
                 restarts=self.clusters.merge_restarts,
             )
             q = torch.nn.functional.one_hot(torch.as_tensor(labels), n_clusters).float()
-            if self.clusters.smoothing_steps == 0:
-                # the clusters as merged; soft: the share of each cell's graph neighbours in each cluster
-                soft = smooth_assignments(q.numpy(), self.graph.adjacency, 1)
-                return z.cpu().numpy(), *hard_clusters(soft, labels)
-        soft = smooth_assignments(q.cpu().numpy(), self.graph.adjacency, self.clusters.smoothing_steps)
-        soft, clusters = hard_clusters(soft)
+        if self.clusters.readout == "merge" and self.clusters.smoothing_steps == 0:
+            # the clusters as merged; soft: the share of each cell's graph neighbours in each cluster
+            soft, clusters = hard_clusters(smooth_assignments(q.numpy(), self.graph.adjacency, 1), labels)
+        else:
+            soft, clusters = hard_clusters(
+                smooth_assignments(q.cpu().numpy(), self.graph.adjacency, self.clusters.smoothing_steps)
+            )
+        self.small_clusters_note = small_clusters_note(clusters)
+        if self.small_clusters_note:
+            logger.warning(self.small_clusters_note)
         return z.cpu().numpy(), soft, clusters
 
     def options(self) -> dict:
@@ -242,7 +253,7 @@ class SCDEFR:
             with the merge read-out: the embedding whose clusters were kept, and each one's modularity;
             else empty), the loss ``history`` per phase,
             ``versions``, ``device``, ``seed`` and ``notes`` (what was done that the options did not
-            ask for).
+            ask for, and after :meth:`predict` the clusters of fewer than :data:`SMALL_CLUSTER_CELLS` cells).
         """
         from importlib.metadata import version
 
@@ -277,8 +288,8 @@ class SCDEFR:
             },
             "device": str(self.device),
             "seed": self.seed,
-            # what was done that the options did not ask for (e.g. K raised to 2 by auto)
-            "notes": [note for note in (self.state.n_clusters_info.get("note"),) if note],
+            # what was done that the options did not ask for (e.g. K raised to 2 by auto), and clusters of a few cells
+            "notes": [note for note in (self.state.n_clusters_info.get("note"), self.small_clusters_note) if note],
         }
 
     # --- files -----------------------------------------------------------------------------------
@@ -353,6 +364,31 @@ class SCDEFR:
         model._optimizer_state = saved["optimizer"] or None
         logger.info("loaded %s: phase %s, epoch %d", path, model.state.phase, model.state.epoch)
         return model
+
+
+def small_clusters_note(clusters: pd.Categorical) -> str | None:
+    """A line naming the clusters of fewer than :data:`SMALL_CLUSTER_CELLS` cells, or ``None`` if there are none.
+
+    Parameters
+    ----------
+    clusters
+        Each cell's cluster.
+
+    Returns
+    -------
+    str or None
+        The clusters, their sizes and what to try, for the log and ``uns['scdefr']['notes']``.
+    """
+    sizes = pd.Series(clusters).value_counts(sort=False).reindex(clusters.categories, fill_value=0)
+    small = sizes[sizes < SMALL_CLUSTER_CELLS]
+    if small.empty:
+        return None
+    listed = ", ".join(f"{name} ({count})" for name, count in small.items())
+    return (
+        f"{len(small)} of {len(sizes)} clusters hold fewer than {SMALL_CLUSTER_CELLS} cells: {listed}; such a "
+        "cluster is a few cells the cell graph barely links to the others, and fewer clusters (or "
+        "--n-clusters auto) may describe these cells better"
+    )
 
 
 def _optimised_parameters(module: SCDEFRModule) -> list:
