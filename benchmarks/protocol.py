@@ -355,7 +355,8 @@ def resolutions(datasets, seeds, cache: Path, default: str) -> str:
     train once per K; the score here is the ``default`` read-out of the pre-trained embedding at that
     K (a proxy: the final model is scored by ``train --k auto`` with the resolution shipped). The
     pre-trained embeddings are cached."""
-    from scdefr.clustering import estimate_n_clusters, split_and_merge
+    from scdefr.clustering import estimate_n_clusters
+    from scdefr.readout import split_and_merge
 
     path = RESULTS_DIR / RESOLUTIONS_FILE
     done = set(pd.read_csv(path)[["dataset", "seed"]].itertuples(index=False, name=None)) if path.exists() else set()

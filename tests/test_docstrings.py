@@ -20,6 +20,7 @@ PUBLIC_MODULES = (
     "scdefr.export",
     "scdefr.metrics",
     "scdefr.clustering",
+    "scdefr.readout",
     "scdefr.model",
     "scdefr.simulate",
     "scdefr.options",

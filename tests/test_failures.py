@@ -1241,7 +1241,7 @@ def test_no_note_when_nothing_was_changed():
 
 def test_clusters_of_a_few_cells_are_named_in_the_log_and_the_notes(caplog):
     from scdefr import tl
-    from scdefr.model import SMALL_CLUSTER_CELLS
+    from scdefr.readout import SMALL_CLUSTER_CELLS
 
     adata = make_graph_adata(n_cells=60, n_genes=20, n_types=3)
     with caplog.at_level(logging.WARNING):
@@ -1255,7 +1255,7 @@ def test_clusters_of_a_few_cells_are_named_in_the_log_and_the_notes(caplog):
 
 
 def test_the_small_clusters_note_counts_each_cluster():
-    from scdefr.model import small_clusters_note
+    from scdefr.readout import small_clusters_note
 
     clusters = pd.Categorical(["0"] * 30 + ["1"] * 10 + ["2"] * 9 + ["3"], categories=["0", "1", "2", "3"])
     assert small_clusters_note(clusters).startswith("2 of 4 clusters hold fewer than 10 cells: 2 (9), 3 (1); ")

@@ -192,7 +192,7 @@ def test_clusters_are_the_argmax_of_q_smoothed_over_the_graph(tmp_path, monkeypa
         return out
 
     monkeypatch.setattr(model.module, "infer", without_cluster_3)
-    with caplog.at_level("WARNING", logger="scdefr.clustering"):
+    with caplog.at_level("WARNING", logger="scdefr.readout"):
         _, soft, clusters = model.predict()
     assert list(clusters.categories) == ["0", "1", "2"] and soft.shape[1] == 4 and not soft[:, 3].any()
     assert "1 of the 4 clusters hold no cell" in caplog.text
@@ -339,7 +339,7 @@ def test_merge_read_out_keeps_a_large_type_whole_and_a_small_one_apart():
     rebuilds a type KMeans cut in three and keeps a type of 4% of the cells on its own."""
     import scipy.sparse as sp
 
-    from scdefr.clustering import merge_clusters, split_and_merge
+    from scdefr.readout import merge_clusters, split_and_merge
 
     rng = np.random.default_rng(0)
     sizes = (480, 20)  # 96% and 4% of the cells
@@ -359,7 +359,7 @@ def test_modularity_of_a_partition_matches_igraph():
     import igraph
     from sklearn.neighbors import kneighbors_graph
 
-    from scdefr.clustering import graph_modularity
+    from scdefr.readout import graph_modularity
 
     points = np.random.default_rng(1).normal(size=(60, 3))
     knn = kneighbors_graph(points, 5, mode="distance")
@@ -381,7 +381,7 @@ def test_merge_restarts_keep_the_most_modular_run():
     from sklearn.cluster import KMeans
     from sklearn.neighbors import kneighbors_graph
 
-    from scdefr.clustering import graph_modularity, merge_clusters, split_and_merge
+    from scdefr.readout import graph_modularity, merge_clusters, split_and_merge
 
     rng = np.random.default_rng(2)
     points = np.concatenate([rng.normal(centre, 1.0, (80, 4)) for centre in (0, 2.5, 5)])
@@ -415,7 +415,7 @@ def test_the_merge_read_out_keeps_the_more_modular_of_the_final_and_the_pretrain
         return out
 
     monkeypatch.setattr(model.module, "infer", noise_for_z)
-    with caplog.at_level("INFO", logger="scdefr.clustering"):
+    with caplog.at_level("INFO", logger="scdefr.readout"):
         _, _, kept = model.predict()
     assert adjusted_rand_score(truth, np.asarray(kept)) > 0.95
     assert "the pre-trained embedding's clusters kept" in caplog.text

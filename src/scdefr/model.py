@@ -17,18 +17,18 @@ import torch
 
 from . import checkpoint
 from ._device import resolve_device
-from .clustering import (
-    estimate_n_clusters,
-    hard_clusters,
-    kmeans_centres,
-    most_modular_split_and_merge,
-    smooth_assignments,
-)
+from .clustering import estimate_n_clusters, kmeans_centres
 from .data import CellGraph, make_batch, resolve_batch_size
 from .errors import ScdefrError
 from .nn import SCDEFRModule, soft_assignment
 from .options import MODEL_OPTIONS, CommonOptions, GraphOptions, RuntimeOptions, model_option_names, preset_values
 from .plan import TrainingPlan, TrainingState, resolve_epochs
+from .readout import (
+    hard_clusters,
+    most_modular_split_and_merge,
+    small_clusters_note,
+    smooth_assignments,
+)
 
 __all__ = ["SCDEFR"]
 
@@ -47,9 +47,6 @@ READOUTS = {
 }
 
 MERGED_EMBEDDINGS = {"final": "z", "both": "z and of the pre-trained embedding"}
-
-# A cluster under this many cells is a handful of outlying cells rather than a type: predict() says so.
-SMALL_CLUSTER_CELLS = 10
 
 
 class SCDEFR:
@@ -168,7 +165,7 @@ class SCDEFR:
     def predict(self) -> tuple[np.ndarray, np.ndarray, pd.Categorical]:
         """Embed and cluster the cells the model was fitted on.
 
-        Clusters of fewer than :data:`SMALL_CLUSTER_CELLS` cells are named in a warning and in
+        Clusters of fewer than :data:`~scdefr.readout.SMALL_CLUSTER_CELLS` cells are named in a warning and in
         ``small_clusters_note`` (reset on every call), which :meth:`summary` lists in ``notes``.
 
         Returns
@@ -253,7 +250,7 @@ class SCDEFR:
             with the merge read-out: the embedding whose clusters were kept, and each one's modularity;
             else empty), the loss ``history`` per phase,
             ``versions``, ``device``, ``seed`` and ``notes`` (what was done that the options did not
-            ask for, and after :meth:`predict` the clusters of fewer than :data:`SMALL_CLUSTER_CELLS` cells).
+            ask for; after :meth:`predict`, its clusters of only a few cells).
         """
         from importlib.metadata import version
 
@@ -364,31 +361,6 @@ class SCDEFR:
         model._optimizer_state = saved["optimizer"] or None
         logger.info("loaded %s: phase %s, epoch %d", path, model.state.phase, model.state.epoch)
         return model
-
-
-def small_clusters_note(clusters: pd.Categorical) -> str | None:
-    """A line naming the clusters of fewer than :data:`SMALL_CLUSTER_CELLS` cells, or ``None`` if there are none.
-
-    Parameters
-    ----------
-    clusters
-        Each cell's cluster.
-
-    Returns
-    -------
-    str or None
-        The clusters, their sizes and what to try, for the log and ``uns['scdefr']['notes']``.
-    """
-    sizes = pd.Series(clusters).value_counts(sort=False).reindex(clusters.categories, fill_value=0)
-    small = sizes[sizes < SMALL_CLUSTER_CELLS]
-    if small.empty:
-        return None
-    listed = ", ".join(f"{name} ({count})" for name, count in small.items())
-    return (
-        f"{len(small)} of {len(sizes)} clusters hold fewer than {SMALL_CLUSTER_CELLS} cells: {listed}; such a "
-        "cluster is a few cells the cell graph barely links to the others, and fewer clusters (or "
-        "--n-clusters auto) may describe these cells better"
-    )
 
 
 def _optimised_parameters(module: SCDEFRModule) -> list:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 import os
 
-from .clustering import estimate_n_clusters, smooth_assignments
+from .clustering import estimate_n_clusters
 from .model import SCDEFR
 from .options import CommonOptions, RuntimeOptions
+from .readout import smooth_assignments
 
 __all__ = ["estimate_n_clusters", "scdefr", "smooth_assignments"]
 
