@@ -133,6 +133,16 @@ def split_and_merge(
     numpy.ndarray
         Each cell's cluster, ``0..n_clusters-1``.
     """
+    return _scored_split_and_merge(
+        embedding, adjacency, n_clusters, factor=factor, seed=seed, n_init=n_init, restarts=restarts
+    )[0]
+
+
+def _scored_split_and_merge(
+    embedding: np.ndarray, adjacency, n_clusters: int, *, factor: int, seed: int, n_init: int = 5, restarts: int = 1
+) -> tuple[np.ndarray, float]:
+    """:func:`split_and_merge`'s partition and its modularity, so that a caller comparing partitions
+    does not compute it again."""
     import scipy.sparse as sp
     from sklearn.cluster import KMeans
 
@@ -147,7 +157,9 @@ def split_and_merge(
         )
         for s in seeds
     ]
-    return max(runs, key=lambda labels: graph_modularity(labels, adjacency))
+    modularity = [graph_modularity(labels, adjacency) for labels in runs]
+    best = int(np.argmax(modularity))  # the first run on a tie
+    return runs[best], modularity[best]
 
 
 def most_modular_split_and_merge(
@@ -175,11 +187,12 @@ def most_modular_split_and_merge(
     choice : dict
         ``embedding``: the name of the one kept; ``modularity``: each one's partition's.
     """
-    partitions = {
-        name: split_and_merge(embedding, adjacency, n_clusters, factor=factor, seed=seed, restarts=restarts)
+    scored = {
+        name: _scored_split_and_merge(embedding, adjacency, n_clusters, factor=factor, seed=seed, restarts=restarts)
         for name, embedding in embeddings.items()
     }
-    modularity = {name: graph_modularity(labels, adjacency) for name, labels in partitions.items()}
+    partitions = {name: labels for name, (labels, _) in scored.items()}
+    modularity = {name: value for name, (_, value) in scored.items()}
     kept = max(modularity, key=modularity.get)
     if len(partitions) > 1:
         scores = ", ".join(f"{name} {value:.4f}" for name, value in modularity.items())
