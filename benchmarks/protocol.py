@@ -272,22 +272,27 @@ def ablate(settings, datasets, seeds, cache: Path, default: str) -> str:
                        "fit_s": seconds, **score(truth, np.asarray(clusters))}  # fmt: skip
                 append_rows(ABLATIONS_FILE, [row])
                 logger.info("%s seed %d %s: ARI %.3f (%s)", name, seed, setting, row["ari"], default)
-    return ablation_report(default, datasets, seeds)
+    return ablation_report(default, datasets, seeds, settings)
 
 
-def ablation_report(default: str, datasets, seeds) -> str:
-    """Each ablation's ARI minus the default's of the same dataset and seed, per dataset (the mean over
-    the seeds it was fitted at); the default column is the mean over the seeds any ablation has."""
+def ablation_report(default: str, datasets, seeds, settings=tuple(ABLATIONS)) -> str:
+    """Each of ``settings``' ARI minus the default's of the same dataset and seed, per dataset (the mean
+    over the seeds it was fitted at); the default column is the mean over the seeds any of them has."""
     ablations = pd.read_csv(RESULTS_DIR / ABLATIONS_FILE)
     scores = pd.read_csv(RESULTS_DIR / SCORES_FILE)
     scores = scores[(scores["k_mode"] == "true") & (scores["read_out"] == default)]
     base = scores.drop_duplicates(["dataset", "seed"], keep="last").set_index(["dataset", "seed"])["ari"]
-    wanted = (ablations["read_out"] == default) & ablations["dataset"].isin(datasets) & ablations["seed"].isin(seeds)
+    wanted = (
+        (ablations["read_out"] == default)
+        & ablations["dataset"].isin(datasets)
+        & ablations["seed"].isin(seeds)
+        & ablations["setting"].isin(settings)
+    )
     runs = ablations[wanted].drop_duplicates(["dataset", "seed", "setting"], keep="last")
     default_of_run = base.reindex(pd.MultiIndex.from_frame(runs[["dataset", "seed"]])).to_numpy()
     runs = runs.assign(change=runs["ari"].to_numpy() - default_of_run).dropna(subset=["change"])
     deltas = runs.pivot_table(index="dataset", columns="setting", values="change", aggfunc="mean")
-    settings = [setting for setting in ABLATIONS if setting in deltas]
+    settings = [setting for setting in settings if setting in deltas]
     deltas = deltas.reindex([name for name in datasets if name in deltas.index])[settings]
     fitted = runs.drop_duplicates(["dataset", "seed"]).set_index(["dataset", "seed"]).index
     defaults = base.reindex(fitted).groupby(level="dataset").mean()
@@ -485,7 +490,9 @@ def main(argv=None):
     parser.add_argument("--read-outs", nargs="+", default=list(READOUTS), choices=list(READOUTS), help="to score")
     parser.add_argument("--default", default="merge8_s0_r5_both", choices=list(READOUTS), help="the shipped read-out")
     parser.add_argument("--previous", default="merge8_s0_r5", choices=list(READOUTS), help="the read-out it replaced")
-    parser.add_argument("--ablations", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS), help="to fit")
+    parser.add_argument(
+        "--ablations", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS), help="to fit and tabulate"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from scdefr import settings

@@ -119,6 +119,9 @@ def test_the_ablation_table_subtracts_the_default_of_the_same_seeds(protocol, tm
     pd.DataFrame(ablations).to_csv(tmp_path / protocol.ABLATIONS_FILE, index=False)
     report = protocol.ablation_report("merge8_s0", ["d1"], [0, 1, 2])
     assert "| d1 | 0, 1 | 0.650 | +0.075 | +0.100 |" in report
+    # asked for one setting: its column alone, beside the default of the seeds that setting was fitted at
+    report = protocol.ablation_report("merge8_s0", ["d1"], [0, 1, 2], ["autoencoder_reads_itself"])
+    assert "| d1 | 0 | 0.600 | +0.100 |" in report and "no_graph_loss" not in report
 
 
 def test_an_ablation_is_fitted_once_and_read_out_again_from_the_cache(protocol, tmp_path, monkeypatch):
