@@ -292,18 +292,18 @@ def ablation_report(default: str, datasets, seeds, settings=tuple(ABLATIONS)) ->
     default_of_run = base.reindex(pd.MultiIndex.from_frame(runs[["dataset", "seed"]])).to_numpy()
     runs = runs.assign(change=runs["ari"].to_numpy() - default_of_run).dropna(subset=["change"])
     deltas = runs.pivot_table(index="dataset", columns="setting", values="change", aggfunc="mean")
-    settings = [setting for setting in settings if setting in deltas]
-    deltas = deltas.reindex([name for name in datasets if name in deltas.index])[settings]
+    tabled = [setting for setting in settings if setting in deltas]  # those with runs, in the order asked
+    deltas = deltas.reindex([name for name in datasets if name in deltas.index])[tabled]
     fitted = runs.drop_duplicates(["dataset", "seed"]).set_index(["dataset", "seed"]).index
     defaults = base.reindex(fitted).groupby(level="dataset").mean()
     seeds_of = runs.groupby("dataset")["seed"].unique()
-    header = ["dataset", "seeds", f"default ({default})", *(f"{setting} - default" for setting in settings)]
+    header = ["dataset", "seeds", f"default ({default})", *(f"{setting} - default" for setting in tabled)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in deltas.index:
-        changes = (f"{deltas.loc[name, s]:+.3f}" if pd.notna(deltas.loc[name, s]) else "-" for s in settings)
+        changes = (f"{deltas.loc[name, s]:+.3f}" if pd.notna(deltas.loc[name, s]) else "-" for s in tabled)
         seeds_fitted = ", ".join(map(str, sorted(seeds_of[name])))
         lines.append("| " + " | ".join([name, seeds_fitted, f"{defaults[name]:.3f}", *changes]) + " |")
-    mean_changes = (f"{deltas[s].mean():+.3f}" for s in settings)
+    mean_changes = (f"{deltas[s].mean():+.3f}" for s in tabled)
     lines.append("| " + " | ".join(["mean", "", f"{defaults[deltas.index].mean():.3f}", *mean_changes]) + " |")
     return "\n".join(lines)
 
