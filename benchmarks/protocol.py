@@ -1,7 +1,8 @@
 """Leave-one-dataset-out protocol: every default is chosen on the other datasets, never on the one scored.
 
-The datasets are the six shared sets and three simulations whose type sizes are very unequal (one
-type of 52-70 % of the cells, several under 3 %). A *candidate* is a read-out of the trained model
+The datasets are the six shared sets, a public set outside them (``EXTERNAL``, downloaded into
+``CACHE/external``) and three simulations whose type sizes are very unequal (one type of 52-70 % of
+the cells, several under 3 %). A *candidate* is a read-out of the trained model
 (``READOUTS``: the package's ``readout`` and ``smoothing_steps`` options). For each dataset in turn,
 the candidate with the highest mean ARI over the *other* datasets (each the mean over seeds 0-2,
 each weighing the same) is chosen and scored on the one left out. Beside it stand the baselines
@@ -15,11 +16,14 @@ with the true k. The target of a dataset is the best of the three.
     python benchmarks/protocol.py ablate --seeds 0           # parts of the method switched off
     python benchmarks/protocol.py ensemble                   # consensus of the cached seeds' clusterings
     python benchmarks/protocol.py resolutions --seeds 0      # the Leiden resolution of --n-clusters auto
+    python benchmarks/protocol.py unseen --files F.h5 --label-key Y  # defaults on files outside every choice
 
 ``train`` fits each (dataset, seed) once per K mode, pre-training shared between the modes, and
 keeps each fitted model as a checkpoint in ``--cache``; every candidate read-out is then the
-package's own ``SCDEFR.predict`` of that model. Labels are removed before training and only score
-the results, and with ``--k true`` say how many clusters to ask for (as ``--n-clusters`` would).
+package's own ``SCDEFR.predict`` of that model. ``unseen`` scores the shipped default and the
+baselines on labelled files kept out of the pool, so out of every choice. Labels are removed before
+training and only score the results, and with ``--k true`` say how many clusters to ask for (as
+``--n-clusters`` would).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ BASELINES_FILE = "protocol_baselines.csv"
 SCORES_FILE = "protocol_scores.csv"
 ABLATIONS_FILE = "protocol_ablations.csv"
 RESOLUTIONS_FILE = "protocol_resolutions.csv"
+UNSEEN_FILE = "protocol_unseen.csv"
 BASELINES = ("leiden_default", "leiden_true_k", "kmeans_pca")
 
 # Unequal type sizes, from easy to hard (marker fold change; 0.8 is the simulator's default). Each is
@@ -59,7 +64,16 @@ SIMULATIONS = {
         type_proportions=(0.52, 0.12, 0.09, 0.07, 0.05, 0.04, 0.03, 0.025, 0.02, 0.015, 0.01, 0.01),
     ),
 }  # fmt: skip
-ALL_DATASETS = (*DATASETS, *SIMULATIONS)
+# Public labelled sets outside ../shared/datasets, in the pool like the six shared ones: name -> (file
+# in CACHE/external, obs column of its labels, where to download it).
+EXTERNAL = {
+    "human_kidney_top2000": (
+        "human_kidney_counts_top2000.h5", "Y",
+        "https://github.com/ttgump/scDCC/raw/142e4e0370f4134751e92a160f95f97fce8db369/data/Small_Datasets/"
+        "human_kidney_counts_top2000.h5",
+    ),
+}  # fmt: skip
+ALL_DATASETS = (*DATASETS, *EXTERNAL, *SIMULATIONS)
 
 MERGE_FACTORS = (3, 5, 8, 12, 16)
 # Candidate read-outs of one trained model: keywords of the package's cluster options.
@@ -93,7 +107,13 @@ LEIDEN_RESOLUTIONS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
 
 def counts_path(name: str, cache: Path) -> Path:
-    """The raw counts of a dataset; a simulation is written into the cache the first time."""
+    """The raw counts of a dataset; a simulation is written into the cache the first time, and an
+    external set must have been downloaded into ``cache/external``."""
+    if name in EXTERNAL:
+        file, _, url = EXTERNAL[name]
+        if not (cache / "external" / file).exists():
+            raise SystemExit(f"{cache / 'external' / file} is missing: download it from {url}")
+        return cache / "external" / file
     if name not in SIMULATIONS:
         return dataset_path(name)
     path = cache / "sims" / f"{name}.h5ad"
@@ -106,13 +126,18 @@ def counts_path(name: str, cache: Path) -> Path:
     return path
 
 
-def graph_input(name: str, seed: int, cache: Path):
-    """The graph-step AnnData `scdefr run` trains on (package defaults) and its labels, split off."""
+def labels_key(name: str) -> str:
+    return EXTERNAL[name][1] if name in EXTERNAL else LABEL_KEY
+
+
+def graph_input(name: str, seed: int, cache: Path, path: Path | None = None, label_key: str | None = None):
+    """The graph-step AnnData `scdefr run` trains on (package defaults) and its labels, split off;
+    ``path`` and ``label_key`` read a file outside the protocol's datasets."""
     from scdefr import io, pp
 
-    adata = pp.qc(io.read_counts(counts_path(name, cache)))
+    adata = pp.qc(io.read_counts(path or counts_path(name, cache)))
     pp.build_graph(adata, seed=seed)
-    truth = adata.obs.pop(LABEL_KEY).astype(str).to_numpy()
+    truth = adata.obs.pop(label_key or labels_key(name)).astype(str).to_numpy()
     return adata, truth
 
 
@@ -137,15 +162,15 @@ def scanpy_baselines(adata, n_clusters: int, seed: int) -> dict[str, np.ndarray]
 
 
 def run_baselines(datasets, seeds, cache: Path) -> None:
-    import anndata as ad
+    from scdefr import io
 
     done = set()
     if (RESULTS_DIR / BASELINES_FILE).exists():
         done = set(pd.read_csv(RESULTS_DIR / BASELINES_FILE)[["dataset", "seed"]].itertuples(index=False, name=None))
     for name in datasets:
         for seed in (seed for seed in seeds if (name, seed) not in done):
-            adata = ad.read_h5ad(counts_path(name, cache))
-            truth = adata.obs.pop(LABEL_KEY).astype(str).to_numpy()
+            adata = io.read_counts(counts_path(name, cache))
+            truth = adata.obs.pop(labels_key(name)).astype(str).to_numpy()
             with stopwatch() as timing:
                 found = scanpy_baselines(adata, len(set(truth)), seed)
             rows = [
@@ -352,6 +377,17 @@ def ensemble(datasets, seeds, cache: Path, default: str) -> str:
     return "\n".join(lines)
 
 
+def pretrained_embedding(adata, name: str, seed: int, cache: Path) -> np.ndarray:
+    """The pre-trained embedding of the cached ``auto`` model (the one its centres started from), or
+    of a pre-training run if none is cached."""
+    from scdefr.model import SCDEFR
+
+    if checkpoint_path(cache, name, seed, "auto").exists():
+        return SCDEFR.load(checkpoint_path(cache, name, seed, "auto"), adata).state.pretrained_embedding
+    _, plan = pretrain(adata, seed, "auto")
+    return plan.embed().z.float().cpu().numpy()
+
+
 def resolutions(datasets, seeds, cache: Path, default: str) -> str:
     """Score each of ``LEIDEN_RESOLUTIONS`` for ``--n-clusters auto`` on the pre-trained embedding of each
     (dataset, seed), and choose one by leaving one dataset out.
@@ -359,7 +395,7 @@ def resolutions(datasets, seeds, cache: Path, default: str) -> str:
     The K a resolution gives decides the joint phase, so scoring the finished model at every K would
     train once per K; the score here is the ``default`` read-out of the pre-trained embedding at that
     K (a proxy: the final model is scored by ``train --k auto`` with the resolution shipped). The
-    pre-trained embeddings are cached."""
+    pre-trained embeddings are cached (:func:`pretrained_embedding`)."""
     from scdefr.clustering import estimate_n_clusters
     from scdefr.readout import split_and_merge
 
@@ -374,10 +410,9 @@ def resolutions(datasets, seeds, cache: Path, default: str) -> str:
             k_true = len(set(truth))
             embedding_file = cache / "pretrained" / f"{name}.seed{seed}.npy"
             if not embedding_file.exists():
-                _, plan = pretrain(adata, seed, "auto")
                 embedding_file.parent.mkdir(parents=True, exist_ok=True)
                 partial = embedding_file.with_suffix(".partial.npy")  # an interrupted write is never read back
-                np.save(partial, plan.embed().z.float().cpu().numpy())
+                np.save(partial, pretrained_embedding(adata, name, seed, cache))
                 partial.replace(embedding_file)
             embedding = np.load(embedding_file)
             chosen = {r: estimate_n_clusters(embedding, resolution=r, seed=seed)[0] for r in LEIDEN_RESOLUTIONS}
@@ -394,7 +429,7 @@ def resolutions(datasets, seeds, cache: Path, default: str) -> str:
                 for r, k in chosen.items()
             ])  # fmt: skip
             logger.info("%s seed %d: K %s (true %d)", name, seed, chosen, k_true)
-    return resolution_report(datasets, seeds)
+    return resolution_report(ALL_DATASETS, seeds)  # every set recorded: a set added is left out among the others
 
 
 def resolution_report(datasets, seeds) -> str:
@@ -418,6 +453,63 @@ def resolution_report(datasets, seeds) -> str:
     overall = rows.groupby(["resolution", "dataset"])["ari"].mean().groupby("resolution").mean()
     lines.append("\nMean proxy ARI over the datasets: " + ", ".join(f"r = {r:g} {v:.3f}" for r, v in overall.items()))
     return "\n".join(lines)
+
+
+# --- files no default was chosen on ----------------------------------------------------------------
+
+
+def unseen(files: list[Path], label_key: str, seeds, cache: Path, default: str) -> str:
+    """The shipped default (true k and ``auto``) and the three baselines on labelled files outside the
+    protocol's datasets, so outside every choice; the table compares them, nothing is chosen."""
+    from scdefr import io
+    from scdefr.model import SCDEFR
+
+    for path in files:
+        name = path.name.split(".")[0]
+        done = _unseen_done(name)
+        for seed in (seed for seed in seeds if seed not in done):
+            adata, truth = graph_input(name, seed, cache, path, label_key)
+            wanted = {"true": len(set(truth)), "auto": "auto"}
+            missing = {mode: k for mode, k in wanted.items() if not checkpoint_path(cache, name, seed, mode).exists()}
+            for mode, (model, _) in (fit_sharing_pretraining(adata, seed, missing) if missing else {}).items():
+                checkpoint_path(cache, name, seed, mode).parent.mkdir(parents=True, exist_ok=True)
+                model.save(checkpoint_path(cache, name, seed, mode))
+            found = {}
+            for mode in wanted:
+                model = SCDEFR.load(checkpoint_path(cache, name, seed, mode), adata)
+                model.clusters = dataclasses.replace(model.clusters, **READOUTS[default])
+                found[f"scdefr_{mode}"] = np.asarray(model.predict()[2])
+            counts = io.read_counts(path)
+            found.update(scanpy_baselines(counts, len(set(truth)), seed))
+            rows = [{"dataset": name, "seed": seed, "method": method, "n_clusters": len(set(labels)),
+                     **score(truth, labels)} for method, labels in found.items()]  # fmt: skip
+            append_rows(UNSEEN_FILE, rows)
+            logger.info("%s seed %d: %s", name, seed, ", ".join(f"{r['method']} {r['ari']:.3f}" for r in rows))
+    return unseen_report([path.name.split(".")[0] for path in files], seeds)
+
+
+def _unseen_done(name: str) -> set[int]:
+    if not (RESULTS_DIR / UNSEEN_FILE).exists():
+        return set()
+    rows = pd.read_csv(RESULTS_DIR / UNSEEN_FILE)
+    return set(rows.loc[rows["dataset"] == name, "seed"])
+
+
+def unseen_report(names, seeds) -> str:
+    """scDEFR at the true k and ``auto`` beside the baselines, mean ± sd over ``seeds``; the margin is
+    the true-k score against the best baseline."""
+    rows = pd.read_csv(RESULTS_DIR / UNSEEN_FILE)
+    stats = rows[rows["seed"].isin(seeds)].groupby(["dataset", "method"])[["ari", "n_clusters"]].agg(["mean", "std"])
+    methods = ("scdefr_true", "scdefr_auto", *BASELINES)
+    lines = ["| dataset | " + " | ".join(methods) + " | true k - best baseline |", "|" + "---|" * (len(methods) + 2)]
+    for name in names:
+        cells = [f"{fmt(*stats.loc[(name, m), 'ari'])} ({stats.loc[(name, m), ('n_clusters', 'mean')]:.3g})"
+                 for m in methods]  # fmt: skip
+        margin = stats.loc[(name, "scdefr_true"), ("ari", "mean")] - max(
+            stats.loc[(name, m), ("ari", "mean")] for m in BASELINES
+        )
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {margin:+.3f} |")
+    return "\n".join(lines) + "\n\nARI, mean ± sd over seeds " + ", ".join(map(str, seeds)) + " (clusters found)."
 
 
 # --- leave one dataset out ------------------------------------------------------------------------
@@ -481,7 +573,9 @@ def lodo_report(default: str, previous: str) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("baselines", "train", "lodo", "ablate", "ensemble", "resolutions"))
+    parser.add_argument(
+        "command", choices=("baselines", "train", "lodo", "ablate", "ensemble", "resolutions", "unseen")
+    )
     parser.add_argument("--datasets", nargs="+", default=list(ALL_DATASETS), choices=ALL_DATASETS)
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--k", nargs="+", choices=("true", "auto"), default=["true"], dest="k_modes")
@@ -493,6 +587,8 @@ def main(argv=None):
     parser.add_argument(
         "--ablations", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS), help="to fit and tabulate"
     )
+    parser.add_argument("--files", nargs="+", type=Path, default=[], help="unseen: labelled counts files")
+    parser.add_argument("--label-key", default=LABEL_KEY, help="unseen: the obs column of the labels")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from scdefr import settings
@@ -513,6 +609,10 @@ def main(argv=None):
         if read_out["readout"] != "merge" or read_out["smoothing_steps"]:
             parser.error(f"resolutions needs a merge read-out without smoothing as --default, not {args.default}")
         print(resolutions(args.datasets, args.seeds, args.cache, args.default))
+    elif args.command == "unseen":
+        if not args.files:
+            parser.error("unseen needs --files")
+        print(unseen(args.files, args.label_key, args.seeds, args.cache, args.default))
     else:
         print(lodo_report(args.default, args.previous))
 

@@ -89,6 +89,32 @@ def test_the_report_sets_the_left_out_score_beside_the_best_baseline(protocol, t
     assert "| +0.100 |" in report and "Above the target on 3 of 3" in report
 
 
+def test_an_external_set_not_downloaded_stops_naming_where_to_get_it(protocol, tmp_path):
+    name = next(iter(protocol.EXTERNAL))
+    file, label_key, url = protocol.EXTERNAL[name]
+    assert name in protocol.ALL_DATASETS and protocol.labels_key(name) == label_key
+    with pytest.raises(SystemExit, match=f"{file} is missing: download it from {url}"):
+        protocol.counts_path(name, tmp_path)
+    (tmp_path / "external").mkdir()
+    (tmp_path / "external" / file).touch()
+    assert protocol.counts_path(name, tmp_path) == tmp_path / "external" / file
+
+
+def test_unseen_files_report_the_default_beside_the_best_baseline_without_refitting(protocol, tmp_path):
+    methods = {"scdefr_true": 0.6, "scdefr_auto": 0.5, "leiden_default": 0.4, "leiden_true_k": 0.3, "kmeans_pca": 0.55}
+    rows = [
+        {"dataset": "worm", "seed": seed, "method": method, "n_clusters": 10, "ari": ari + 0.01 * seed}
+        for seed in (0, 1, 2)
+        for method, ari in methods.items()
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / protocol.UNSEEN_FILE, index=False)
+    # every seed is recorded, so nothing is read or fitted: the file need not exist
+    report = protocol.unseen([tmp_path / "worm.h5"], "Y", (0, 1, 2), tmp_path / "cache", "merge8_s0_r5_both")
+    assert "| worm | 0.610 ± 0.010 (10) | 0.510 ± 0.010 (10) | 0.410 ± 0.010 (10) |" in report
+    assert report.splitlines()[2].endswith("| +0.050 |")
+    assert not (tmp_path / "cache").exists()
+
+
 def test_every_ablation_is_a_valid_package_option_set(protocol):
     from scdefr.options import NetworkOptions, TrainingOptions
 

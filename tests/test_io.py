@@ -221,6 +221,25 @@ def test_paper_hdf5_layout(counts, tmp_path, csr):
     assert list(read.obs["cell_type1"]) == list(counts.obs["cell_type"].astype(str))
 
 
+def test_scdeepcluster_xy_layout(counts, tmp_path):
+    with h5py.File(tmp_path / "x_y.h5", "w") as f:
+        f["X"] = dense(counts)
+        f["Y"] = counts.obs["cell_type"].cat.codes.to_numpy().astype(float)  # scDCC stores labels as floats
+    assert io.detect_format(tmp_path / "x_y.h5") == "xy_h5"
+    read = io.read_counts(tmp_path / "x_y.h5")
+    np.testing.assert_array_equal(dense(read), dense(counts))
+    assert read.obs["Y"].nunique() == counts.obs["cell_type"].nunique()
+    assert read.obs_names.is_unique and read.var_names.is_unique
+
+
+def test_scdeepcluster_xy_layout_with_wrong_label_count(counts, tmp_path):
+    with h5py.File(tmp_path / "x_y.h5", "w") as f:
+        f["X"] = dense(counts)
+        f["Y"] = np.zeros(counts.n_obs - 1)
+    with pytest.raises(ScdefrError, match="Y holds .* labels for the .* cells of X"):
+        io.read_counts(tmp_path / "x_y.h5")
+
+
 def test_duplicate_gene_names_made_unique(counts, tmp_path):
     table = pd.DataFrame(dense(counts).astype(int), index=counts.obs_names, columns=["G"] * counts.n_vars)
     table.to_csv(tmp_path / "dup.csv")

@@ -22,7 +22,8 @@ def add_io_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input",
         required=True,
-        help="raw counts: .h5ad, 10x .h5, 10x matrix folder, .csv/.tsv[.gz] (cells x genes) or the paper's HDF5",
+        help="raw counts: .h5ad, 10x .h5, 10x matrix folder, .csv/.tsv[.gz] (cells x genes), the paper's HDF5 "
+        "or scDeepCluster's X/Y .h5",
     )
     parser.add_argument("--output", required=True, help="QC'd h5ad to write (e.g. S.qc.h5ad)")
     parser.add_argument("--summary", default=None, help="QC summary JSON (default: S.qc_summary.json beside --output)")

@@ -9,7 +9,8 @@ Supported inputs (the format is taken from the content, not trusted from the ext
   ``barcodes.tsv[.gz]``; Cell Ranger and STARsolo layouts);
 - ``.csv`` / ``.tsv`` tables (optionally gzipped), cells x genes, or genes x cells with ``transpose``;
 - the HDF5 layout of the scDEFR/scDeepCluster papers (``exprs``, ``obs``, ``var``, ``obs_names``,
-  ``var_names``).
+  ``var_names``);
+- the X/Y HDF5 layout of scDeepCluster's and scDCC's example data (``X``, optional ``Y`` labels).
 
 Whatever the source, :func:`read_counts` returns cells x genes with the counts in ``X`` as CSR
 float32, the input's ``obs`` and ``var`` columns, and ``uns['scdefr_input']`` saying where the counts
@@ -36,6 +37,7 @@ from ._readers import (
     _read_mtx_folder,
     _read_paper_h5,
     _read_table,
+    _read_xy_h5,
     _tidy,
 )
 
@@ -43,8 +45,8 @@ __all__ = ["FORMATS", "detect_format", "read_counts", "read_step_h5ad", "validat
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("h5ad", "10x_h5", "10x_mtx", "csv", "tsv", "paper_h5")
-SUPPORTED = ".h5ad, 10x .h5, 10x matrix folder, .csv/.tsv[.gz], or the paper's HDF5 layout"
+FORMATS = ("h5ad", "10x_h5", "10x_mtx", "csv", "tsv", "paper_h5", "xy_h5")
+SUPPORTED = ".h5ad, 10x .h5, 10x matrix folder, .csv/.tsv[.gz], the paper's HDF5 layout or scDeepCluster's X/Y .h5"
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _GZIP_SIGNATURE = b"\x1f\x8b"
@@ -60,7 +62,7 @@ def read_counts(path: str | os.PathLike, *, transpose: bool = False) -> ad.AnnDa
     ----------
     path
         An ``.h5ad``, a 10x ``.h5``, a 10x matrix folder, a ``.csv``/``.tsv`` table (optionally
-        gzipped) or the papers' HDF5 layout.
+        gzipped), the papers' HDF5 layout or scDeepCluster's X/Y layout.
     transpose
         The table is stored genes x cells (csv/tsv only; other formats carry their orientation).
 
@@ -96,6 +98,8 @@ def read_counts(path: str | os.PathLike, *, transpose: bool = False) -> ad.AnnDa
             adata, source = _read_mtx_folder(path), "10x matrix"
         elif fmt == "paper_h5":
             adata, source = _read_paper_h5(path), "exprs"
+        elif fmt == "xy_h5":
+            adata, source = _read_xy_h5(path), "X"
         else:
             adata, source = _read_table(path, sep="," if fmt == "csv" else "\t", transpose=transpose), "table"
     except ScdefrError:
@@ -240,6 +244,8 @@ def _detect_hdf5_layout(path: Path) -> str:
                 return "h5ad"
             if "exprs" in keys:
                 return "paper_h5"
+            if "X" in keys and keys <= {"X", "Y"}:
+                return "xy_h5"
             if "matrix" in keys or any(
                 isinstance(handle[k], h5py.Group) and {"barcodes", "data", "indices", "indptr"} <= set(handle[k].keys())
                 for k in keys

@@ -168,6 +168,24 @@ def _read_paper_h5(path: Path) -> ad.AnnData:
     return ad.AnnData(X=matrix, obs=obs, var=var)
 
 
+def _read_xy_h5(path: Path) -> ad.AnnData:
+    """scDeepCluster's and scDCC's example data: ``X`` dense cells x genes and, if there, ``Y`` one label
+    per cell (kept as ``obs['Y']``); the files name no cells or genes."""
+    with h5py.File(path, "r") as handle:
+        counts = handle["X"]
+        if not isinstance(counts, h5py.Dataset) or counts.ndim != 2:
+            raise ScdefrError(f"{path}: X/Y HDF5 layout whose X is not a cells x genes matrix")
+        matrix = sparse.csr_matrix(counts[...])
+        labels = handle["Y"][...] if "Y" in handle else None
+    obs = pd.DataFrame(index=pd.Index([f"cell_{i}" for i in range(matrix.shape[0])]))
+    if labels is not None:
+        if labels.shape != (matrix.shape[0],):
+            raise ScdefrError(f"{path}: Y holds {labels.size} labels for the {matrix.shape[0]} cells of X")
+        obs["Y"] = pd.Categorical(_decode(labels).astype(str))
+    var = pd.DataFrame(index=pd.Index([f"gene_{j}" for j in range(matrix.shape[1])]))
+    return ad.AnnData(X=matrix, obs=obs, var=var)
+
+
 def _fraction(names: pd.Index, pattern: re.Pattern) -> float:
     names = names.astype(str)
     return float(np.mean([bool(pattern.search(n)) for n in names])) if len(names) else 0.0
