@@ -429,7 +429,8 @@ def resolutions(datasets, seeds, cache: Path, default: str) -> str:
                 for r, k in chosen.items()
             ])  # fmt: skip
             logger.info("%s seed %d: K %s (true %d)", name, seed, chosen, k_true)
-    return resolution_report(ALL_DATASETS, seeds)  # every set recorded: a set added is left out among the others
+    # every set recorded, not only those given: a set added is left out among the others
+    return resolution_report(list(dict.fromkeys([*ALL_DATASETS, *datasets])), seeds)
 
 
 def resolution_report(datasets, seeds) -> str:
