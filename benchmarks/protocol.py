@@ -465,8 +465,8 @@ def unseen(files: list[Path], label_key: str, seeds, cache: Path, default: str) 
     from scdefr import io
     from scdefr.model import SCDEFR
 
-    for path in files:
-        name = path.name.split(".")[0]
+    names = [path.name.split(".")[0] for path in files]  # the file name without its extensions
+    for name, path in zip(names, files, strict=True):
         done = _unseen_done(name)
         for seed in (seed for seed in seeds if seed not in done):
             adata, truth = graph_input(name, seed, cache, path, label_key)
@@ -486,7 +486,7 @@ def unseen(files: list[Path], label_key: str, seeds, cache: Path, default: str) 
                      **score(truth, labels)} for method, labels in found.items()]  # fmt: skip
             append_rows(UNSEEN_FILE, rows)
             logger.info("%s seed %d: %s", name, seed, ", ".join(f"{r['method']} {r['ari']:.3f}" for r in rows))
-    return unseen_report([path.name.split(".")[0] for path in files], seeds)
+    return unseen_report(names, seeds)
 
 
 def _unseen_done(name: str) -> set[int]:
