@@ -180,7 +180,10 @@ def _read_xy_h5(path: Path) -> ad.AnnData:
     obs = pd.DataFrame(index=pd.Index([f"cell_{i}" for i in range(matrix.shape[0])]))
     if labels is not None:
         if labels.shape != (matrix.shape[0],):
-            raise ScdefrError(f"{path}: Y holds {labels.size} labels for the {matrix.shape[0]} cells of X")
+            raise ScdefrError(
+                f"{path}: Y holds {labels.size} labels for the {matrix.shape[0]} cells of X (shape {labels.shape}); "
+                "it needs one label per cell"
+            )
         obs["Y"] = pd.Categorical(_decode(labels).astype(str))
     var = pd.DataFrame(index=pd.Index([f"gene_{j}" for j in range(matrix.shape[1])]))
     return ad.AnnData(X=matrix, obs=obs, var=var)
