@@ -1220,6 +1220,23 @@ def test_k_clipped_to_max_clusters_is_said(caplog):
     assert "K clipped to 3, the nearest K in 2..3 (--max-clusters)" in info["note"]
 
 
+@pytest.mark.parametrize("n_clusters, effect", [(2, "merge groups the cells form apart"), (6, None), (12, "split")])
+def test_a_given_k_far_from_the_groups_the_embedding_forms_is_said(caplog, n_clusters, effect):
+    from scdefr.clustering import compare_given_k
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=50, size=(6, 4))
+    blobs = np.concatenate([c + rng.normal(size=(60, 4)) for c in centres]).astype(np.float32)
+    with caplog.at_level(logging.WARNING):
+        comparison = compare_given_k(blobs, n_clusters, resolution=0.5, seed=0)
+    assert comparison["communities_counted"] == 6
+    if effect is None:
+        assert "note" not in comparison and not caplog.records
+    else:
+        assert comparison["note"].startswith(f"{n_clusters} clusters were asked for, but the pre-trained embedding ")
+        assert effect in comparison["note"] and comparison["note"] in caplog.text
+
+
 def test_a_changed_k_reaches_uns_scdefr_notes():
     from scdefr import tl
 
@@ -1248,10 +1265,12 @@ def test_clusters_of_a_few_cells_are_named_in_the_log_and_the_notes(caplog):
         tl.scdefr(adata, 12, seed=0, **QUICK)  # 60 cells in 12 clusters: some hold under 10
     sizes = adata.obs["scdefr_cluster"].value_counts()
     small = sizes[sizes < SMALL_CLUSTER_CELLS]
-    notes = list(adata.uns["scdefr"]["notes"])
-    assert not small.empty and len(notes) == 1 and notes[0] in caplog.text
-    assert notes[0].startswith(f"{len(small)} of 12 clusters hold fewer than {SMALL_CLUSTER_CELLS} cells: ")
-    assert all(f"{name} ({count})" in notes[0] for name, count in small.items())
+    # first the note that 12 is far from the groups the 3 planted types form, then the small clusters
+    far_from_formed, small_clusters = adata.uns["scdefr"]["notes"]
+    assert far_from_formed == adata.uns["scdefr"]["n_clusters_choice"]["note"] and far_from_formed in caplog.text
+    assert not small.empty and small_clusters in caplog.text
+    assert small_clusters.startswith(f"{len(small)} of 12 clusters hold fewer than {SMALL_CLUSTER_CELLS} cells: ")
+    assert all(f"{name} ({count})" in small_clusters for name, count in small.items())
 
 
 def test_the_small_clusters_note_counts_each_cluster():

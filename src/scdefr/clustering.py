@@ -14,7 +14,7 @@ import numpy as np
 from .errors import ScdefrError
 from .options import ClusterOptions
 
-__all__ = ["ESTIMATE_MAX_CELLS", "estimate_n_clusters", "kmeans_centres"]
+__all__ = ["ESTIMATE_MAX_CELLS", "FAR_FROM_FORMED", "compare_given_k", "estimate_n_clusters", "kmeans_centres"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 # GPU run for over 7 minutes), and a community of min_cluster_fraction of the cells keeps hundreds
 # of cells in the sample.
 ESTIMATE_MAX_CELLS = 100_000
+
+# A given K this many times above or below auto's count is said in a note: on the benchmark's sets that
+# far apart, auto's ARI differed from the given K's by -0.04 to +0.18 (BENCHMARKS.md).
+FAR_FROM_FORMED = 1.5
 
 
 def estimate_n_clusters(
@@ -140,6 +144,40 @@ def estimate_n_clusters(
     info["n_cells_used"] = int(n_cells)
     logger.info("estimated number of clusters: %d (%s)", k, method)
     return k, info
+
+
+def compare_given_k(embedding: np.ndarray, n_clusters: int, resolution: float, seed: int) -> dict:
+    """How many groups the embedding forms by ``--n-clusters auto``'s count, beside a K the user gave.
+
+    Parameters
+    ----------
+    embedding
+        Cells x dimensions (the pre-trained embedding).
+    n_clusters
+        The K given.
+    resolution
+        The Leiden resolution ``auto`` counts at.
+    seed
+        Seeds the count as :func:`estimate_n_clusters`.
+
+    Returns
+    -------
+    dict
+        ``communities_counted`` and ``resolution`` (h5ad-writable), with a ``note`` when K is at least
+        :data:`FAR_FROM_FORMED` times above or below the count.
+    """
+    _, info = estimate_n_clusters(embedding, resolution=resolution, max_clusters=embedding.shape[0], seed=seed)
+    formed = info["communities_counted"]
+    comparison = {"communities_counted": formed, "resolution": float(resolution)}
+    if not 1 / FAR_FROM_FORMED < formed / n_clusters < FAR_FROM_FORMED:
+        effect = "merge groups the cells form apart" if formed > n_clusters else "split groups the cells form"
+        comparison["note"] = (
+            f"{n_clusters} clusters were asked for, but the pre-trained embedding forms about {formed} groups "
+            f"(--n-clusters auto's count, Leiden at resolution {resolution:g}): the clusters will {effect}; "
+            "compare with --n-clusters auto"
+        )
+        logger.warning("%s", comparison["note"])
+    return comparison
 
 
 def kmeans_centres(embedding: np.ndarray, n_clusters: int, *, n_init: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

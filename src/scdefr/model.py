@@ -17,7 +17,7 @@ import torch
 
 from . import checkpoint
 from ._device import resolve_device
-from .clustering import estimate_n_clusters, kmeans_centres
+from .clustering import compare_given_k, estimate_n_clusters, kmeans_centres
 from .data import CellGraph, make_batch, resolve_batch_size
 from .errors import ScdefrError
 from .nn import SCDEFRModule, soft_assignment
@@ -150,8 +150,9 @@ class SCDEFR:
                 max_clusters=options.max_clusters,
                 seed=self.seed,
             )
-        else:
-            k, info = int(options.n_clusters), {"method": "given"}
+        else:  # auto's count beside a given K, so that a K far from the groups the cells form is said
+            k = int(options.n_clusters)
+            info = {"method": "given", **compare_given_k(embedding, k, options.leiden_resolution, self.seed)}
         centres, labels = kmeans_centres(embedding, k, n_init=options.kmeans_n_init, seed=self.seed)
         logger.info("cluster centres initialised: K=%d (%s)", k, info["method"])
         return centres, labels, {"n_clusters": int(k), **info}
