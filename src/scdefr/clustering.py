@@ -28,6 +28,10 @@ ESTIMATE_MAX_CELLS = 100_000
 # far apart, auto's ARI differed from the given K's by -0.04 to +0.18 (BENCHMARKS.md).
 FAR_FROM_FORMED = 1.5
 
+# Leiden's count of K: neighbours per cell, and the smallest community counted (a fraction of the cells).
+LEIDEN_NEIGHBORS = 15
+MIN_CLUSTER_FRACTION = 0.005
+
 
 def estimate_n_clusters(
     embedding: np.ndarray,
@@ -35,8 +39,8 @@ def estimate_n_clusters(
     resolution: float = ClusterOptions.leiden_resolution,
     max_clusters: int = ClusterOptions.max_clusters,
     seed: int = 0,
-    n_neighbors: int = 15,
-    min_cluster_fraction: float = 0.005,
+    n_neighbors: int = LEIDEN_NEIGHBORS,
+    min_cluster_fraction: float = MIN_CLUSTER_FRACTION,
 ) -> tuple[int, dict]:
     """Estimate the number of clusters of an embedding from the embedding alone.
 
@@ -82,51 +86,19 @@ def estimate_n_clusters(
     upper = int(min(max_clusters, n_cells - 1))
     if upper < 2:
         raise ScdefrError(f"cannot estimate a number of clusters from {n_cells} cells")
-    if n_cells > ESTIMATE_MAX_CELLS:
-        logger.info(
-            "estimating the number of clusters on a random sample of %d of %d cells", ESTIMATE_MAX_CELLS, n_cells
-        )
-        sample = np.sort(np.random.default_rng(seed).choice(n_cells, ESTIMATE_MAX_CELLS, replace=False))
-        embedding, n_cells = embedding[sample], ESTIMATE_MAX_CELLS
+    embedding = _sampled(embedding, seed)
+    n_cells = embedding.shape[0]
     if method == "leiden":
-        import anndata
-        import scanpy as sc
-        from sklearn.neighbors import kneighbors_graph
-
-        # sklearn's exact kNN on the small embedding: no numba compilation as in sc.pp.neighbors
-        knn = kneighbors_graph(embedding, n_neighbors=min(n_neighbors, n_cells - 1), include_self=False)
-        adata = anndata.AnnData(np.asarray(embedding, dtype=np.float32))
-        sc.tl.leiden(
-            adata,
-            resolution=resolution,
-            adjacency=knn.maximum(knn.T),
-            flavor="igraph",
-            n_iterations=-1,
-            directed=False,
-            random_state=seed,
-        )
-        sizes = adata.obs["leiden"].value_counts()
-        min_size = max(3, math.ceil(min_cluster_fraction * n_cells))
-        counted = int((sizes >= min_size).sum())
+        info = _leiden_communities(embedding, resolution, seed, n_neighbors, min_cluster_fraction)
+        counted, min_size = info["communities_counted"], info["min_cluster_size"]
         k = int(np.clip(counted, 2, upper))
-        note = None
         if k != counted:
             how = "raised" if k > counted else "clipped"
-            note = (
+            info["note"] = (
                 f"Leiden found {counted} communities of at least {min_size} cells; K {how} to {k}, "
                 f"the nearest K in 2..{upper}" + (" (--max-clusters)" if k == max_clusters else "")
             )
-            logger.warning("%s", note)
-        info = {
-            "method": "leiden",
-            "resolution": float(resolution),
-            "n_neighbors": int(n_neighbors),
-            "leiden_communities": int(len(sizes)),
-            "min_cluster_size": int(min_size),
-            "communities_counted": counted,
-        }
-        if note:
-            info["note"] = note
+            logger.warning("%s", info["note"])
     elif method == "silhouette":
         from sklearn.cluster import KMeans
         from sklearn.metrics import silhouette_score
@@ -144,6 +116,53 @@ def estimate_n_clusters(
     info["n_cells_used"] = int(n_cells)
     logger.info("estimated number of clusters: %d (%s)", k, method)
     return k, info
+
+
+def _sampled(embedding: np.ndarray, seed: int) -> np.ndarray:
+    """The embedding, or a seeded random sample of :data:`ESTIMATE_MAX_CELLS` of its cells above that."""
+    n_cells = embedding.shape[0]
+    if n_cells <= ESTIMATE_MAX_CELLS:
+        return embedding
+    logger.info("counting clusters on a random sample of %d of %d cells", ESTIMATE_MAX_CELLS, n_cells)
+    return embedding[np.sort(np.random.default_rng(seed).choice(n_cells, ESTIMATE_MAX_CELLS, replace=False))]
+
+
+def _leiden_communities(
+    embedding: np.ndarray,
+    resolution: float,
+    seed: int,
+    n_neighbors: int = LEIDEN_NEIGHBORS,
+    min_cluster_fraction: float = MIN_CLUSTER_FRACTION,
+) -> dict:
+    """Leiden on the embedding's symmetrised kNN graph: the communities found, and those counted (at least
+    ``min_cluster_fraction`` of the cells and 3 cells), as :func:`estimate_n_clusters` describes."""
+    import anndata
+    import scanpy as sc
+    from sklearn.neighbors import kneighbors_graph
+
+    n_cells = embedding.shape[0]
+    # sklearn's exact kNN on the small embedding: no numba compilation as in sc.pp.neighbors
+    knn = kneighbors_graph(embedding, n_neighbors=min(n_neighbors, n_cells - 1), include_self=False)
+    adata = anndata.AnnData(np.asarray(embedding, dtype=np.float32))
+    sc.tl.leiden(
+        adata,
+        resolution=resolution,
+        adjacency=knn.maximum(knn.T),
+        flavor="igraph",
+        n_iterations=-1,
+        directed=False,
+        random_state=seed,
+    )
+    sizes = adata.obs["leiden"].value_counts()
+    min_size = max(3, math.ceil(min_cluster_fraction * n_cells))
+    return {
+        "method": "leiden",
+        "resolution": float(resolution),
+        "n_neighbors": int(n_neighbors),
+        "leiden_communities": int(len(sizes)),
+        "min_cluster_size": int(min_size),
+        "communities_counted": int((sizes >= min_size).sum()),
+    }
 
 
 def compare_given_k(embedding: np.ndarray, n_clusters: int, resolution: float, seed: int) -> dict:
@@ -166,8 +185,7 @@ def compare_given_k(embedding: np.ndarray, n_clusters: int, resolution: float, s
         ``communities_counted`` and ``resolution`` (h5ad-writable), with a ``note`` when K is at least
         :data:`FAR_FROM_FORMED` times above or below the count.
     """
-    _, info = estimate_n_clusters(embedding, resolution=resolution, max_clusters=embedding.shape[0], seed=seed)
-    formed = info["communities_counted"]
+    formed = _leiden_communities(_sampled(embedding, seed), resolution, seed)["communities_counted"]
     comparison = {"communities_counted": formed, "resolution": float(resolution)}
     if not 1 / FAR_FROM_FORMED < formed / n_clusters < FAR_FROM_FORMED:
         effect = "merge groups the cells form apart" if formed > n_clusters else "split groups the cells form"
