@@ -432,3 +432,10 @@ def test_gpu_wheels_asks_for_the_pinned_versions(tmp_path, repo_root):
     requested = dict(arg.lower().split("==") for arg in args if "==" in arg)
     assert {"anndata", "scanpy", "pandas", "igraph", "leidenalg", "pynndescent", "umap-learn"} <= set(requested)
     assert all(pins[name] == version for name, version in requested.items())
+
+
+def test_given_k_cost_times_the_count_and_finds_the_mixture_groups(benchmarks, tmp_path):
+    importlib.import_module("given_k_cost").main(["--sizes", "1500", "--seeds", "0", "1", "--threads", "1"])
+    rows = read_table(tmp_path / "given_k_cost.csv")
+    assert [(row["n_cells"], row["seed"]) for row in rows] == [("1500", "0"), ("1500", "1")]
+    assert all(row["communities_counted"] == "10" and float(row["seconds"]) > 0 for row in rows)

@@ -24,8 +24,8 @@ logger = logging.getLogger(__name__)
 # of cells in the sample.
 ESTIMATE_MAX_CELLS = 100_000
 
-# A given K this many times above or below auto's count is said in a note: on the benchmark's sets that
-# far apart, auto's ARI differed from the given K's by -0.04 to +0.18 (BENCHMARKS.md).
+# A given K this many times above or below auto's count is said in a note: on the benchmark's sets that far
+# apart, the given K and auto scored differently, either way (BENCHMARKS.md).
 FAR_FROM_FORMED = 1.5
 
 # Leiden's count of K: neighbours per cell, and the smallest community counted (a fraction of the cells).
